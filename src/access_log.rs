@@ -1,0 +1,229 @@
+//! Access log lines: nginx-style `combined` (plus Pylon's fields) or JSON
+//! lines, one per request, written to stdout.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::AccessLogFormat;
+
+pub struct Entry<'a> {
+    pub time: SystemTime,
+    pub client: Option<IpAddr>,
+    pub method: &'a str,
+    pub target: &'a [u8],
+    pub version: http::Version,
+    /// 0 when nothing was sent (client went away).
+    pub status: u16,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub duration: Duration,
+    pub route: Option<&'a str>,
+    pub upstream: Option<SocketAddr>,
+    pub referer: Option<&'a [u8]>,
+    pub user_agent: Option<&'a [u8]>,
+}
+
+pub fn write(format: AccessLogFormat, e: &Entry) {
+    let line = match format {
+        AccessLogFormat::Off => return,
+        AccessLogFormat::Combined => combined(e),
+        AccessLogFormat::Json => json(e),
+    };
+    // One write per line; a closed stdout must not take requests down.
+    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// UTC civil time from a Unix timestamp (Howard Hinnant's days-from-civil,
+/// inverted), so logging needs no date crate.
+fn civil(t: SystemTime) -> (i64, u32, u32, u32, u32, u32, u32) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60,
+        d.subsec_millis(),
+    )
+}
+
+fn version(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Escapes what would break a quoted field or the line: `"`, `\`, controls
+/// and non-ASCII as `\xHH`, as nginx does.
+fn push_escaped(out: &mut String, raw: &[u8]) {
+    for &b in raw {
+        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+            let _ = write!(out, "\\x{b:02X}");
+        } else {
+            out.push(b as char);
+        }
+    }
+}
+
+pub fn combined(e: &Entry) -> String {
+    let (y, mo, d, h, mi, s, _) = civil(e.time);
+    let mut out = String::with_capacity(200 + e.target.len());
+    let _ = write!(
+        out,
+        "{} - - [{d:02}/{}/{y}:{h:02}:{mi:02}:{s:02} +0000] \"",
+        e.client.map_or_else(|| "-".into(), |c| c.to_string()),
+        MONTHS[(mo - 1) as usize]
+    );
+    out.push_str(e.method);
+    out.push(' ');
+    push_escaped(&mut out, e.target);
+    let _ = write!(
+        out,
+        " {}\" {} {} \"",
+        version(e.version),
+        e.status,
+        e.bytes_sent
+    );
+    push_escaped(&mut out, e.referer.unwrap_or(b"-"));
+    out.push_str("\" \"");
+    push_escaped(&mut out, e.user_agent.unwrap_or(b"-"));
+    let _ = write!(
+        out,
+        "\" rt={:.3} route={} upstream={}\n",
+        e.duration.as_secs_f64(),
+        e.route.unwrap_or("-"),
+        e.upstream.map_or_else(|| "-".into(), |a| a.to_string())
+    );
+    out
+}
+
+fn push_json_str(out: &mut String, raw: &[u8]) {
+    out.push('"');
+    for ch in String::from_utf8_lossy(raw).chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+pub fn json(e: &Entry) -> String {
+    let (y, mo, d, h, mi, s, ms) = civil(e.time);
+    let mut out = String::with_capacity(300 + e.target.len());
+    let _ = write!(
+        out,
+        "{{\"time\":\"{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z\",\"client\":"
+    );
+    match e.client {
+        Some(c) => {
+            let _ = write!(out, "\"{c}\"");
+        }
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"method\":");
+    push_json_str(&mut out, e.method.as_bytes());
+    out.push_str(",\"path\":");
+    push_json_str(&mut out, e.target);
+    let _ = write!(
+        out,
+        ",\"protocol\":\"{}\",\"status\":{},\"bytes_sent\":{},\"bytes_received\":{},\"duration_ms\":{:.3},\"route\":",
+        version(e.version),
+        e.status,
+        e.bytes_sent,
+        e.bytes_received,
+        e.duration.as_secs_f64() * 1000.0
+    );
+    match e.route {
+        Some(r) => push_json_str(&mut out, r.as_bytes()),
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"upstream\":");
+    match e.upstream {
+        Some(a) => {
+            let _ = write!(out, "\"{a}\"");
+        }
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"referer\":");
+    match e.referer {
+        Some(r) => push_json_str(&mut out, r),
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"user_agent\":");
+    match e.user_agent {
+        Some(r) => push_json_str(&mut out, r),
+        None => out.push_str("null"),
+    }
+    out.push_str("}\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry<'static> {
+        Entry {
+            time: UNIX_EPOCH + Duration::from_millis(1_764_052_774_250),
+            client: Some("203.0.113.9".parse().unwrap()),
+            method: "GET",
+            target: b"/rest-server/api/v1/jobs?x=\"1\"",
+            version: http::Version::HTTP_11,
+            status: 200,
+            bytes_sent: 42,
+            bytes_received: 0,
+            duration: Duration::from_micros(1500),
+            route: Some("rest-server"),
+            upstream: Some("10.0.3.9:9186".parse().unwrap()),
+            referer: None,
+            user_agent: Some(b"curl/8"),
+        }
+    }
+
+    #[test]
+    fn combined_line() {
+        assert_eq!(
+            combined(&entry()),
+            "203.0.113.9 - - [25/Nov/2025:06:39:34 +0000] \"GET /rest-server/api/v1/jobs?x=\\x221\\x22 HTTP/1.1\" 200 42 \"-\" \"curl/8\" rt=0.002 route=rest-server upstream=10.0.3.9:9186\n"
+        );
+    }
+
+    #[test]
+    fn json_line() {
+        let line = json(&entry());
+        assert!(line.starts_with("{\"time\":\"2025-11-25T06:39:34.250Z\",\"client\":\"203.0.113.9\",\"method\":\"GET\",\"path\":\"/rest-server/api/v1/jobs?x=\\\"1\\\"\""), "{line}");
+        assert!(line.ends_with(",\"route\":\"rest-server\",\"upstream\":\"10.0.3.9:9186\",\"referer\":null,\"user_agent\":\"curl/8\"}\n"), "{line}");
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil(UNIX_EPOCH).0, 1970);
+        let leap = civil(UNIX_EPOCH + Duration::from_secs(951_782_400)); // 2000-02-29
+        assert_eq!((leap.0, leap.1, leap.2), (2000, 2, 29));
+    }
+}

@@ -1,0 +1,724 @@
+//! The `pylon:` section of the configuration file: schema, environment
+//! overlay and validation into a checked [`Config`].
+//!
+//! Every error names the key (or environment variable), the value and the
+//! reason, so an operator can fix a refused file without reading code.
+//! Pingora's own server settings live at the top level of the same file and
+//! are parsed by Pingora; this module only reads `pylon:`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::upstream_uri::UpstreamUri;
+
+/// A configuration problem, always tied to the key or variable that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(
+        key: impl Into<String>,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        ConfigError {
+            key: key.into(),
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.value.is_empty() {
+            write!(f, "{}: {}", self.key, self.reason)
+        } else {
+            write!(f, "{} = {:?}: {}", self.key, self.value, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One of the services the original Pylon knew by name. Their prefixes and
+/// environment variables are part of Pylon's interface, so they are code.
+pub struct StandardRoute {
+    pub name: &'static str,
+    pub prefix: &'static str,
+    pub env: &'static str,
+    /// Appended to the environment variable's value (the service root) to
+    /// form this route's upstream: the WebHDFS API lives under `/webhdfs`.
+    pub env_path: &'static str,
+    pub add_slash: bool,
+}
+
+pub const STANDARD_ROUTES: &[StandardRoute] = &[
+    StandardRoute {
+        name: "rest-server",
+        prefix: "/rest-server",
+        env: "REST_SERVER_URI",
+        env_path: "",
+        add_slash: false,
+    },
+    StandardRoute {
+        name: "kubernetes",
+        prefix: "/kubernetes",
+        env: "K8S_API_SERVER_URI",
+        env_path: "",
+        add_slash: false,
+    },
+    StandardRoute {
+        name: "webhdfs-api",
+        prefix: "/webhdfs/api",
+        env: "WEBHDFS_URI",
+        env_path: "/webhdfs",
+        add_slash: false,
+    },
+    StandardRoute {
+        // pyhdfs and HdfsCLI hard-code `/webhdfs/v1` under the namenode URL.
+        name: "webhdfs-alias",
+        prefix: "/webhdfs/webhdfs",
+        env: "WEBHDFS_URI",
+        env_path: "/webhdfs",
+        add_slash: false,
+    },
+    StandardRoute {
+        name: "webhdfs",
+        prefix: "/webhdfs",
+        env: "WEBHDFS_URI",
+        env_path: "",
+        add_slash: true,
+    },
+    StandardRoute {
+        name: "prometheus",
+        prefix: "/prometheus",
+        env: "PROMETHEUS_URI",
+        env_path: "",
+        add_slash: false,
+    },
+    StandardRoute {
+        name: "kubernetes-dashboard",
+        prefix: "/kubernetes-dashboard",
+        env: "K8S_DASHBOARD_URI",
+        env_path: "",
+        add_slash: true,
+    },
+    StandardRoute {
+        name: "yarn",
+        prefix: "/yarn",
+        env: "YARN_WEB_PORTAL_URI",
+        env_path: "",
+        add_slash: true,
+    },
+    StandardRoute {
+        name: "grafana",
+        prefix: "/grafana",
+        env: "GRAFANA_URI",
+        env_path: "",
+        add_slash: true,
+    },
+    StandardRoute {
+        name: "portal",
+        prefix: "/",
+        env: "PAI_WEB_PORTAL_URI",
+        env_path: "",
+        add_slash: false,
+    },
+];
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+// The original raised every timeout to 60 minutes so that Kubernetes watches
+// and multi-GiB WebHDFS transfers survive; the per-operation read/write
+// timeouts keep that, while a dead upstream is still noticed at connect.
+const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(3600);
+const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(65);
+
+// ---------------------------------------------------------------- raw schema
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPylon {
+    listen: Option<Vec<String>>,
+    #[serde(rename = "server-port", alias = "server_port")]
+    server_port: Option<u16>,
+    trusted_proxies: Option<Vec<String>>,
+    resolve_interval: Option<Scalar>,
+    keepalive_timeout: Option<Scalar>,
+    access_log: Option<String>,
+    routes: Option<BTreeMap<String, RawRoute>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    prefix: Option<String>,
+    upstream: Option<String>,
+    upstream_env: Option<String>,
+    enabled: Option<bool>,
+    add_slash: Option<bool>,
+    preserve_host: Option<bool>,
+    connect_timeout: Option<Scalar>,
+    read_timeout: Option<Scalar>,
+    write_timeout: Option<Scalar>,
+    idle_timeout: Option<Scalar>,
+    max_body_size: Option<Scalar>,
+    tls_verify: Option<bool>,
+    tls_ca_file: Option<String>,
+    tls_sni: Option<String>,
+}
+
+/// A YAML scalar that may be written as a number or a string (`30`, `"30s"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Int(u64),
+    Str(String),
+}
+
+impl Scalar {
+    fn text(&self) -> String {
+        match self {
+            Scalar::Int(n) => n.to_string(),
+            Scalar::Str(s) => s.clone(),
+        }
+    }
+}
+
+// ------------------------------------------------------------ checked model
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    Off,
+    Combined,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<String>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub resolve_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub access_log: AccessLogFormat,
+    /// Active routes only: a route without an upstream is not here.
+    pub routes: Vec<Route>,
+    /// Routes that exist by name but have no upstream, for `pylon -t`.
+    pub inactive: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    /// Normalised: starts with `/`, no trailing `/` unless it is `/` itself.
+    pub prefix: String,
+    pub upstream: UpstreamUri,
+    /// Where the upstream came from, for `pylon -t` (`file` or the variable).
+    pub upstream_source: String,
+    pub add_slash: bool,
+    pub preserve_host: bool,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// `None` means unlimited, as the original after users hit 413 on uploads.
+    pub max_body_size: Option<u64>,
+    pub tls_verify: bool,
+    pub tls_ca_file: Option<String>,
+    pub tls_sni: Option<String>,
+}
+
+/// Read access to the environment, so validation can be tested without
+/// touching the process environment.
+pub trait Env {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        BTreeMap::get(self, name).cloned()
+    }
+}
+
+/// Parses the whole configuration file text and checks its `pylon:` section.
+pub fn from_yaml(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(text)
+        .map_err(|e| ConfigError::new("(file)", "", format!("not valid YAML: {e}")))?;
+    let section = match &doc {
+        serde_yaml::Value::Mapping(m) => m.get("pylon").cloned(),
+        serde_yaml::Value::Null => None,
+        _ => {
+            return Err(ConfigError::new(
+                "(file)",
+                "",
+                "the top level must be a mapping of settings",
+            ))
+        }
+    };
+    let raw: RawPylon = match section {
+        None | Some(serde_yaml::Value::Null) => RawPylon::default(),
+        Some(v) => {
+            serde_yaml::from_value(v).map_err(|e| ConfigError::new("pylon", "", e.to_string()))?
+        }
+    };
+    check(raw, env)
+}
+
+fn check(raw: RawPylon, env: &dyn Env) -> Result<Config, ConfigError> {
+    let listen = match (raw.listen, raw.server_port) {
+        (Some(list), _) => {
+            if list.is_empty() {
+                return Err(ConfigError::new(
+                    "pylon.listen",
+                    "[]",
+                    "needs at least one address",
+                ));
+            }
+            for (i, addr) in list.iter().enumerate() {
+                addr.parse::<std::net::SocketAddr>().map_err(|_| {
+                    ConfigError::new(
+                        format!("pylon.listen[{i}]"),
+                        addr,
+                        "expected IP:PORT, e.g. 0.0.0.0:80 or [::]:80",
+                    )
+                })?;
+            }
+            list
+        }
+        (None, Some(0)) => {
+            return Err(ConfigError::new(
+                "pylon.server-port",
+                "0",
+                "port must be 1-65535",
+            ))
+        }
+        (None, Some(port)) => vec![format!("0.0.0.0:{port}")],
+        (None, None) => vec!["0.0.0.0:80".to_string()],
+    };
+
+    let mut trusted_proxies = Vec::new();
+    for (i, cidr) in raw.trusted_proxies.unwrap_or_default().iter().enumerate() {
+        trusted_proxies.push(parse_cidr(cidr).ok_or_else(|| {
+            ConfigError::new(
+                format!("pylon.trusted_proxies[{i}]"),
+                cidr,
+                "expected an IP address or CIDR, e.g. 10.1.0.0/16",
+            )
+        })?);
+    }
+
+    let resolve_interval = opt_duration("pylon.resolve_interval", &raw.resolve_interval)?
+        .unwrap_or(DEFAULT_RESOLVE_INTERVAL);
+    if resolve_interval.is_zero() {
+        return Err(ConfigError::new(
+            "pylon.resolve_interval",
+            "0",
+            "must be positive",
+        ));
+    }
+    let keepalive_timeout = opt_duration("pylon.keepalive_timeout", &raw.keepalive_timeout)?
+        .unwrap_or(DEFAULT_KEEPALIVE_TIMEOUT);
+
+    let access_log = match raw.access_log.as_deref() {
+        None | Some("combined") => AccessLogFormat::Combined,
+        Some("json") => AccessLogFormat::Json,
+        Some("off") => AccessLogFormat::Off,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "pylon.access_log",
+                other,
+                "expected one of: combined, json, off",
+            ))
+        }
+    };
+
+    // Standard routes always exist by name; the file may tune or add to them.
+    let mut raw_routes = raw.routes.unwrap_or_default();
+    let mut names: Vec<String> = STANDARD_ROUTES.iter().map(|s| s.name.to_string()).collect();
+    for name in raw_routes.keys() {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+
+    let mut routes: Vec<Route> = Vec::new();
+    let mut inactive = Vec::new();
+    for name in names {
+        let spec = raw_routes.remove(&name).unwrap_or_default();
+        let standard = STANDARD_ROUTES.iter().find(|s| s.name == name);
+        match check_route(&name, spec, standard, env)? {
+            Some(route) => {
+                if let Some(other) = routes.iter().find(|r| r.prefix == route.prefix) {
+                    return Err(ConfigError::new(
+                        format!("pylon.routes.{name}.prefix"),
+                        &route.prefix,
+                        format!("already used by route {}", other.name),
+                    ));
+                }
+                routes.push(route);
+            }
+            None => inactive.push(name),
+        }
+    }
+
+    Ok(Config {
+        listen,
+        trusted_proxies,
+        resolve_interval,
+        keepalive_timeout,
+        access_log,
+        routes,
+        inactive,
+    })
+}
+
+fn check_route(
+    name: &str,
+    spec: RawRoute,
+    standard: Option<&StandardRoute>,
+    env: &dyn Env,
+) -> Result<Option<Route>, ConfigError> {
+    let key = |field: &str| format!("pylon.routes.{name}.{field}");
+
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ConfigError::new(
+            format!("pylon.routes.{name}"),
+            name,
+            "route names use letters, digits, '-' and '_' only",
+        ));
+    }
+
+    let prefix = match (&spec.prefix, standard) {
+        (Some(p), _) => normalise_prefix(p).ok_or_else(|| {
+            ConfigError::new(
+                key("prefix"),
+                p,
+                "must start with '/' and contain no '?', '#', '%', '.' or '..' segments, or empty segments",
+            )
+        })?,
+        (None, Some(s)) => s.prefix.to_string(),
+        (None, None) => {
+            return Err(ConfigError::new(key("prefix"), "", "required for a route that is not a standard service"))
+        }
+    };
+
+    if spec.enabled == Some(false) {
+        return Ok(None);
+    }
+
+    // The environment overrides the file, as in the original's standalone mode.
+    let env_name = spec
+        .upstream_env
+        .clone()
+        .or_else(|| standard.map(|s| s.env.to_string()));
+    let from_env = env_name.as_deref().and_then(|var| {
+        env.get(var)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (var, v))
+    });
+    let (uri_text, source, uri_key) = match (from_env, &spec.upstream) {
+        (Some((var, value)), _) => {
+            let suffix = standard
+                .filter(|_| spec.upstream_env.is_none())
+                .map_or("", |s| s.env_path);
+            (
+                format!("{}{}", value.trim().trim_end_matches('/'), suffix),
+                var.to_string(),
+                var.to_string(),
+            )
+        }
+        (None, Some(u)) if !u.trim().is_empty() => {
+            (u.trim().to_string(), "file".to_string(), key("upstream"))
+        }
+        _ => return Ok(None),
+    };
+    let upstream = UpstreamUri::parse(&uri_text)
+        .map_err(|reason| ConfigError::new(&uri_key, &uri_text, reason))?;
+
+    let connect_timeout = opt_duration(&key("connect_timeout"), &spec.connect_timeout)?
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    if connect_timeout.is_zero() {
+        return Err(ConfigError::new(
+            key("connect_timeout"),
+            "0",
+            "must be positive",
+        ));
+    }
+    let read_timeout =
+        opt_duration(&key("read_timeout"), &spec.read_timeout)?.unwrap_or(DEFAULT_IO_TIMEOUT);
+    let write_timeout =
+        opt_duration(&key("write_timeout"), &spec.write_timeout)?.unwrap_or(DEFAULT_IO_TIMEOUT);
+    let idle_timeout = opt_duration(&key("idle_timeout"), &spec.idle_timeout)?
+        .unwrap_or(DEFAULT_POOL_IDLE_TIMEOUT);
+    let max_body_size = match &spec.max_body_size {
+        None => None,
+        Some(s) => match parse_size(&s.text()) {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => {
+                return Err(ConfigError::new(
+                    key("max_body_size"),
+                    s.text(),
+                    "expected a byte count such as 1048576, 512k, 256m or 4g (0 = unlimited)",
+                ))
+            }
+        },
+    };
+
+    if let Some(ca) = &spec.tls_ca_file {
+        if !upstream.tls {
+            return Err(ConfigError::new(
+                key("tls_ca_file"),
+                ca,
+                "only applies to an https:// upstream",
+            ));
+        }
+        if let Err(e) = std::fs::metadata(ca) {
+            return Err(ConfigError::new(
+                key("tls_ca_file"),
+                ca,
+                format!("cannot read: {e}"),
+            ));
+        }
+    }
+
+    Ok(Some(Route {
+        name: name.to_string(),
+        prefix,
+        upstream,
+        upstream_source: source,
+        add_slash: spec
+            .add_slash
+            .unwrap_or(standard.is_some_and(|s| s.add_slash)),
+        preserve_host: spec.preserve_host.unwrap_or(false),
+        connect_timeout,
+        read_timeout,
+        write_timeout,
+        idle_timeout,
+        max_body_size,
+        tls_verify: spec.tls_verify.unwrap_or(true),
+        tls_ca_file: spec.tls_ca_file,
+        tls_sni: spec.tls_sni,
+    }))
+}
+
+/// `/grafana/` → `/grafana`; `/` stays `/`. Rejects anything the path
+/// normaliser would change, so a prefix can never match a path that would
+/// have been normalised away from it.
+pub fn normalise_prefix(p: &str) -> Option<String> {
+    if !p.starts_with('/') {
+        return None;
+    }
+    let trimmed = p.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Some("/".to_string());
+    }
+    for seg in trimmed[1..].split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return None;
+        }
+        if !seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b))
+        {
+            return None;
+        }
+    }
+    Some(trimmed.to_string())
+}
+
+fn parse_cidr(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+fn opt_duration(key: &str, v: &Option<Scalar>) -> Result<Option<Duration>, ConfigError> {
+    match v {
+        None => Ok(None),
+        Some(s) => parse_duration(&s.text()).map(Some).ok_or_else(|| {
+            ConfigError::new(
+                key,
+                s.text(),
+                "expected a duration such as 30 (seconds), 500ms, 10s, 5m or 1h",
+            )
+        }),
+    }
+}
+
+/// `30` (seconds), `500ms`, `10s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit.trim() {
+        "" | "s" => n.checked_mul(1000)?,
+        "ms" => n,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+/// `1048576`, `512k`, `256m`, `4g` (binary multiples, either case).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mul: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const ALL_EIGHT: &[(&str, &str)] = &[
+        ("REST_SERVER_URI", "http://10.0.3.9:9186"),
+        ("K8S_API_SERVER_URI", "https://10.0.3.9:6443"),
+        ("WEBHDFS_URI", "http://10.0.3.9:5070"),
+        ("PROMETHEUS_URI", "http://10.0.3.9:9091/prometheus"),
+        ("K8S_DASHBOARD_URI", "http://10.0.3.9:9090"),
+        ("YARN_WEB_PORTAL_URI", "http://10.0.3.9:8088"),
+        ("GRAFANA_URI", "http://10.0.3.9:3000"),
+        ("PAI_WEB_PORTAL_URI", "http://10.0.3.9:9286"),
+    ];
+
+    #[test]
+    fn standalone_mode_serves_the_standard_table_from_env() {
+        let c = from_yaml("pylon:\n  listen: [\"127.0.0.1:8080\"]\n", &env(ALL_EIGHT)).unwrap();
+        let names: Vec<_> = c.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names.len(), 10);
+        assert!(c.inactive.is_empty());
+        let api = c.routes.iter().find(|r| r.name == "webhdfs-api").unwrap();
+        assert_eq!(api.upstream.base_path, "/webhdfs");
+        let prom = c.routes.iter().find(|r| r.name == "prometheus").unwrap();
+        assert_eq!(prom.upstream.base_path, "/prometheus");
+        assert!(
+            c.routes
+                .iter()
+                .find(|r| r.name == "kubernetes")
+                .unwrap()
+                .upstream
+                .tls
+        );
+        assert!(
+            c.routes
+                .iter()
+                .find(|r| r.name == "grafana")
+                .unwrap()
+                .add_slash
+        );
+    }
+
+    #[test]
+    fn unset_routes_are_inactive_and_env_beats_file() {
+        let text = "pylon:\n  routes:\n    rest-server:\n      upstream: http://127.0.0.1:1\n    grafana:\n      upstream: http://127.0.0.1:2\n";
+        let c = from_yaml(text, &env(&[("GRAFANA_URI", "http://127.0.0.1:3/")])).unwrap();
+        assert_eq!(c.listen, vec!["0.0.0.0:80"]);
+        let g = c.routes.iter().find(|r| r.name == "grafana").unwrap();
+        assert_eq!(g.upstream.port, 3);
+        assert_eq!(g.upstream_source, "GRAFANA_URI");
+        assert!(c.inactive.contains(&"portal".to_string()));
+        assert_eq!(c.routes.len(), 2);
+    }
+
+    #[test]
+    fn bad_env_var_names_the_variable() {
+        let e = from_yaml("", &env(&[("REST_SERVER_URI", "not a url")])).unwrap_err();
+        assert_eq!(e.key, "REST_SERVER_URI");
+        assert_eq!(e.value, "not a url");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = from_yaml("pylon:\n  listen: [\"nowhere\"]\n", &env(&[])).unwrap_err();
+        assert_eq!(e.key, "pylon.listen[0]");
+        let e = from_yaml(
+            "pylon:\n  routes:\n    x:\n      prefix: /x\n      upstream: http://a:1\n      read_timeout: soon\n",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "pylon.routes.x.read_timeout");
+        let e = from_yaml(
+            "pylon:\n  routes:\n    x:\n      upstream: http://a:1\n",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "pylon.routes.x.prefix");
+        let e = from_yaml("pylon:\n  bogus: 1\n", &env(&[])).unwrap_err();
+        assert!(e.reason.contains("bogus"), "{e}");
+        let e = from_yaml(
+            "pylon:\n  routes:\n    x:\n      prefix: /grafana\n      upstream: http://a:1\n    grafana:\n      upstream: http://b:1\n",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("already used"), "{e}");
+    }
+
+    #[test]
+    fn server_port_and_custom_routes() {
+        let text = "pylon:\n  server-port: 8086\n  routes:\n    tool:\n      prefix: /tool/\n      upstream: http://10.0.0.5:8080/base/\n      max_body_size: 256m\n      read_timeout: 5m\n";
+        let c = from_yaml(text, &env(&[])).unwrap();
+        assert_eq!(c.listen, vec!["0.0.0.0:8086"]);
+        let t = &c.routes[0];
+        assert_eq!(t.prefix, "/tool");
+        assert_eq!(t.upstream.base_path, "/base");
+        assert_eq!(t.max_body_size, Some(256 << 20));
+        assert_eq!(t.read_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn prefixes_and_units() {
+        assert_eq!(normalise_prefix("/").as_deref(), Some("/"));
+        assert_eq!(normalise_prefix("/a/b/").as_deref(), Some("/a/b"));
+        assert_eq!(normalise_prefix("a"), None);
+        assert_eq!(normalise_prefix("/a/../b"), None);
+        assert_eq!(normalise_prefix("/a//b"), None);
+        assert_eq!(normalise_prefix("/a%2Fb"), None);
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1d"), None);
+        assert_eq!(parse_size("4g"), Some(4 << 30));
+        assert_eq!(parse_size("12x"), None);
+    }
+}

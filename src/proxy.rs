@@ -1,0 +1,426 @@
+//! The Pingora glue. Each phase is one call into a plain module:
+//!
+//! ```text
+//! request_filter          normalise path (path.rs), /healthz, route (routing.rs),
+//!                         add-slash 301, body limit, upstream target
+//! upstream_peer           route → endpoint (upstream.rs)
+//! fail_to_connect         try another endpoint of the route, if any
+//! upstream_request_filter target, Host, X-Forwarded-* (headers.rs)
+//! request_body_filter     count bytes against the route's body limit
+//! response_filter         drop hop-by-hop headers; long timeouts after a 101
+//! fail_to_proxy           502/504 with a body naming the route
+//! logging                 access log line (access_log.rs)
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION};
+use ipnet::IpNet;
+use log::{debug, warn};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{ErrorSource, ErrorType};
+
+use crate::access_log::{self, Entry};
+use crate::config::{AccessLogFormat, Config, Route};
+use crate::headers;
+use crate::path;
+use crate::routing::{self, Router};
+use crate::upstream::Upstream;
+
+pub struct ActiveRoute {
+    pub cfg: Route,
+    pub upstream: Arc<Upstream>,
+}
+
+pub struct Pylon {
+    routes: Vec<ActiveRoute>,
+    router: Router,
+    trusted: Vec<IpNet>,
+    keepalive_secs: u64,
+    access_log: AccessLogFormat,
+}
+
+impl Pylon {
+    pub fn new(cfg: &Config, upstreams: &[Arc<Upstream>]) -> Self {
+        let routes: Vec<ActiveRoute> = cfg
+            .routes
+            .iter()
+            .zip(upstreams)
+            .map(|(r, u)| ActiveRoute {
+                cfg: r.clone(),
+                upstream: u.clone(),
+            })
+            .collect();
+        let router = Router::new(routes.iter().map(|r| r.cfg.prefix.as_str()));
+        Pylon {
+            routes,
+            router,
+            trusted: cfg.trusted_proxies.clone(),
+            keepalive_secs: cfg.keepalive_timeout.as_secs(),
+            access_log: cfg.access_log,
+        }
+    }
+}
+
+pub struct Ctx {
+    started: Instant,
+    route: Option<usize>,
+    /// Path and query as the upstream will receive them.
+    upstream_target: Vec<u8>,
+    client_ip: Option<IpAddr>,
+    connect_failures: usize,
+    failed_addr: Option<SocketAddr>,
+    upstream_addr: Option<SocketAddr>,
+    request_body_bytes: u64,
+}
+
+fn peer_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+/// Answers from Pylon itself. A request that still has an unread body gets
+/// `Connection: close`, so leftover bytes can never be read as a next request.
+async fn respond(
+    session: &mut Session,
+    status: u16,
+    extra: &[(http::HeaderName, &str)],
+    body: &str,
+) -> Result<bool> {
+    if !session.is_body_empty() {
+        session.set_keepalive(None);
+    }
+    let mut resp = ResponseHeader::build(status, Some(3 + extra.len()))?;
+    resp.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+    for (name, value) in extra {
+        resp.insert_header(name.clone(), *value)?;
+    }
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only || body.is_empty())
+        .await?;
+    if !head_only && !body.is_empty() {
+        session
+            .write_response_body(Some(Bytes::copy_from_slice(body.as_bytes())), true)
+            .await?;
+    }
+    Ok(true)
+}
+
+#[async_trait]
+impl ProxyHttp for Pylon {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            started: Instant::now(),
+            route: None,
+            upstream_target: Vec::new(),
+            client_ip: None,
+            connect_failures: 0,
+            failed_addr: None,
+            upstream_addr: None,
+            request_body_bytes: 0,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // Pingora otherwise keeps idle HTTP/1.1 connections forever.
+        session.set_keepalive(Some(self.keepalive_secs));
+
+        let req = session.req_header();
+        if let Some(peer) = peer_ip(session) {
+            let xff = req.headers.get("x-forwarded-for").map(|v| v.as_bytes());
+            ctx.client_ip = Some(headers::real_client_ip(peer, xff, &self.trusted));
+        }
+        let target = match path::normalise(req.raw_path()) {
+            Ok(t) => t,
+            Err(e) => {
+                debug!("400 for {:?}: {e}", String::from_utf8_lossy(req.raw_path()));
+                return respond(session, 400, &[], &format!("Bad request: {e}.\n")).await;
+            }
+        };
+
+        if target.path == "/healthz" {
+            return respond(session, 200, &[], "Pylon ready.").await;
+        }
+
+        let Some(m) = self.router.find(&target.path) else {
+            return respond(session, 404, &[], "No route for this path.\n").await;
+        };
+        let route = &self.routes[m.route];
+        let rest = &target.path[m.rest_start..];
+
+        if rest.is_empty() && route.cfg.add_slash {
+            // Relative, so the redirect never depends on a client-chosen Host;
+            // the slash goes before the query (the original put it after).
+            let mut location = format!("{}/", route.cfg.prefix);
+            if let Some(q) = target.query {
+                location.push('?');
+                location.push_str(&String::from_utf8_lossy(q));
+            }
+            ctx.route = Some(m.route);
+            return respond(session, 301, &[(LOCATION, &location)], "").await;
+        }
+
+        if let Some(limit) = route.cfg.max_body_size {
+            let declared = req
+                .headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                ctx.route = Some(m.route);
+                return respond(
+                    session,
+                    413,
+                    &[],
+                    "Request body too large for this route.\n",
+                )
+                .await;
+            }
+        }
+
+        ctx.upstream_target =
+            routing::upstream_target(&route.cfg.upstream.base_path, rest, target.query);
+        ctx.route = Some(m.route);
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .route
+            .and_then(|i| self.routes.get(i))
+            .ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let peer = route
+            .upstream
+            .peer(ctx.failed_addr.as_ref())
+            .ok_or_else(|| {
+                Error::explain(
+                    ErrorType::ConnectNoRoute,
+                    format!("route {}: upstream address not resolved", route.cfg.name),
+                )
+            })?;
+        ctx.upstream_addr = peer._address.as_inet().copied();
+        Ok(peer)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        ctx.connect_failures += 1;
+        ctx.failed_addr = peer._address.as_inet().copied();
+        let endpoints = ctx
+            .route
+            .and_then(|i| self.routes.get(i))
+            .map_or(0, |r| r.upstream.endpoint_count());
+        // Another endpoint may be up; a lone endpoint is not hammered again.
+        if ctx.connect_failures < endpoints.min(3) {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let Some(route) = ctx.route.and_then(|i| self.routes.get(i)) else {
+            return Err(Error::new(ErrorType::InternalError));
+        };
+        req.set_raw_path(&ctx.upstream_target)?;
+
+        let client_host = session.req_header().headers.get(HOST).cloned();
+        if !route.cfg.preserve_host {
+            req.insert_header(HOST, route.cfg.upstream.authority.as_str())?;
+        }
+
+        let peer = peer_ip(session);
+        let trusted = peer.is_some_and(|p| headers::is_trusted(p, &self.trusted));
+        if let Some(peer) = peer {
+            let xff = headers::forwarded_for(
+                peer,
+                session
+                    .req_header()
+                    .headers
+                    .get("x-forwarded-for")
+                    .map(|v| v.as_bytes()),
+                &self.trusted,
+            );
+            req.insert_header("X-Forwarded-For", xff)?;
+        }
+        if let Some(ip) = ctx.client_ip {
+            req.insert_header("X-Real-IP", ip.to_string())?;
+        }
+        let incoming_proto = session
+            .req_header()
+            .headers
+            .get("x-forwarded-proto")
+            .map(|v| v.as_bytes());
+        let proto = headers::forwarded_proto("http", trusted, incoming_proto).to_string();
+        req.insert_header("X-Forwarded-Proto", proto)?;
+        let incoming_host = session
+            .req_header()
+            .headers
+            .get("x-forwarded-host")
+            .cloned();
+        match (trusted, incoming_host, client_host) {
+            (true, Some(h), _) => req.insert_header("X-Forwarded-Host", h)?,
+            (_, _, Some(h)) => req.insert_header("X-Forwarded-Host", h)?,
+            _ => {
+                req.remove_header("X-Forwarded-Host");
+            }
+        }
+        if route.cfg.prefix == "/" {
+            req.remove_header("X-Forwarded-Prefix");
+        } else {
+            req.insert_header("X-Forwarded-Prefix", route.cfg.prefix.as_str())?;
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(b) = body {
+            ctx.request_body_bytes += b.len() as u64;
+            let limit = ctx
+                .route
+                .and_then(|i| self.routes.get(i))
+                .and_then(|r| r.cfg.max_body_size);
+            if limit.is_some_and(|l| ctx.request_body_bytes > l) {
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body exceeds the route's max_body_size",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if resp.status.as_u16() == 101 {
+            // An upgraded connection (WebSocket: kubectl exec, notebooks) may sit
+            // idle far longer than an HTTP request; give it the route's timeout.
+            if let Some(route) = ctx.route.and_then(|i| self.routes.get(i)) {
+                session.set_read_timeout(Some(route.cfg.read_timeout));
+            }
+            return Ok(());
+        }
+        let nominated = headers::connection_nominated(resp.headers.get_all("connection").iter());
+        for name in nominated
+            .iter()
+            .map(String::as_str)
+            .chain(headers::HOP_BY_HOP.iter().copied())
+        {
+            resp.remove_header(name);
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let route = ctx.route.and_then(|i| self.routes.get(i));
+        let name = route.map_or("-", |r| r.cfg.name.as_str());
+        let (code, what) = match (e.etype(), e.esource()) {
+            (ErrorType::HTTPStatus(c), _) => (*c, "request refused"),
+            (ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout, _) => {
+                (504, "upstream connect timed out")
+            }
+            (ErrorType::ReadTimedout | ErrorType::WriteTimedout, ErrorSource::Upstream) => {
+                (504, "upstream timed out")
+            }
+            (_, ErrorSource::Upstream) => (502, "upstream unavailable"),
+            (
+                ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError,
+                _,
+            ) => (502, "upstream unavailable"),
+            (
+                ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError,
+                _,
+            ) => (502, "upstream TLS failed"),
+            (
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+                ErrorSource::Downstream,
+            ) => (0, ""),
+            (_, ErrorSource::Downstream) => (400, "bad request"),
+            _ => (500, "internal error"),
+        };
+        if code >= 500 {
+            warn!(
+                "route {name}: {code} {what} ({}): {e}",
+                ctx.upstream_addr
+                    .map_or_else(|| "-".to_string(), |a| a.to_string())
+            );
+        }
+        if code > 0 && session.response_written().is_none() {
+            let body = match route {
+                Some(_) => format!("{code} {what}: route {name}\n"),
+                None => format!("{code} {what}\n"),
+            };
+            // Keep the client connection only if nothing of the request is left unread.
+            session.set_keepalive(None);
+            if let Err(err) = respond(session, code, &[], &body).await {
+                debug!("could not send {code}: {err}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, _e: &Error) -> bool {
+        // fail_to_proxy already logged one line with the route and cause.
+        true
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        if self.access_log == AccessLogFormat::Off {
+            return;
+        }
+        let req = session.req_header();
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let entry = Entry {
+            time: SystemTime::now(),
+            client: ctx.client_ip,
+            method: req.method.as_str(),
+            target: req.raw_path(),
+            version: req.version,
+            status,
+            bytes_sent: session.body_bytes_sent() as u64,
+            bytes_received: ctx.request_body_bytes,
+            duration: ctx.started.elapsed(),
+            route: ctx
+                .route
+                .and_then(|i| self.routes.get(i))
+                .map(|r| r.cfg.name.as_str()),
+            upstream: ctx.upstream_addr,
+            referer: req.headers.get("referer").map(|v| v.as_bytes()),
+            user_agent: req.headers.get("user-agent").map(|v| v.as_bytes()),
+        };
+        access_log::write(self.access_log, &entry);
+    }
+}
