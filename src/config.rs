@@ -143,6 +143,7 @@ const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(3600);
 const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(65);
+const DEFAULT_SHUTDOWN_NOTICE: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------- raw schema
 
@@ -155,6 +156,7 @@ struct RawPylon {
     trusted_proxies: Option<Vec<String>>,
     resolve_interval: Option<Scalar>,
     keepalive_timeout: Option<Scalar>,
+    shutdown_notice: Option<Scalar>,
     access_log: Option<String>,
     routes: Option<BTreeMap<String, RawRoute>>,
 }
@@ -210,6 +212,9 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub resolve_interval: Duration,
     pub keepalive_timeout: Duration,
+    /// After SIGTERM: how long to keep serving with `Connection: close` and a
+    /// failing `/healthz` before the listeners close.
+    pub shutdown_notice: Duration,
     pub access_log: AccessLogFormat,
     /// Active routes only: a route without an upstream is not here.
     pub routes: Vec<Route>,
@@ -336,6 +341,8 @@ fn check(raw: RawPylon, env: &dyn Env) -> Result<Config, ConfigError> {
     }
     let keepalive_timeout = opt_duration("pylon.keepalive_timeout", &raw.keepalive_timeout)?
         .unwrap_or(DEFAULT_KEEPALIVE_TIMEOUT);
+    let shutdown_notice = opt_duration("pylon.shutdown_notice", &raw.shutdown_notice)?
+        .unwrap_or(DEFAULT_SHUTDOWN_NOTICE);
 
     let access_log = match raw.access_log.as_deref() {
         None | Some("combined") => AccessLogFormat::Combined,
@@ -384,6 +391,7 @@ fn check(raw: RawPylon, env: &dyn Env) -> Result<Config, ConfigError> {
         trusted_proxies,
         resolve_interval,
         keepalive_timeout,
+        shutdown_notice,
         access_log,
         routes,
         inactive,

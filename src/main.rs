@@ -5,6 +5,7 @@
 mod access_log;
 mod config;
 mod headers;
+mod lifecycle;
 mod path;
 mod proxy;
 mod routing;
@@ -14,9 +15,10 @@ mod upstream_uri;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use log::{error, info};
+use log::info;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
+use pingora::server::RunArgs;
 use pingora::services::background::background_service;
 
 use crate::config::{Config, ProcessEnv};
@@ -25,7 +27,9 @@ use crate::upstream::{Refresher, Upstream};
 const DEFAULT_CONFIG: &str = "/etc/pylon/pylon.yaml";
 /// Pingora waits this long after SIGTERM/SIGQUIT before stopping; its own
 /// default (300 s) outlives every orchestrator's kill timeout.
-const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 10;
+/// Pylon exits as soon as its last request is done, so this is only what a
+/// long stream (a download, a WebSocket) gets to finish.
+const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 25;
 
 struct Loaded {
     server: ServerConf,
@@ -151,10 +155,11 @@ fn main() -> ExitCode {
         },
     ));
     info!("pylon {} serving", env!("CARGO_PKG_VERSION"));
-    server.run_forever();
-    #[allow(unreachable_code)]
-    {
-        error!("server stopped unexpectedly");
-        ExitCode::FAILURE
-    }
+    server.run(RunArgs {
+        shutdown_signal: Box::new(lifecycle::Signals {
+            shutdown_notice: pylon.shutdown_notice,
+        }),
+    });
+    info!("stopped");
+    ExitCode::SUCCESS
 }

@@ -28,6 +28,7 @@ use pingora::{ErrorSource, ErrorType};
 use crate::access_log::{self, Entry};
 use crate::config::{AccessLogFormat, Config, Route};
 use crate::headers;
+use crate::lifecycle::{self, InFlight};
 use crate::path;
 use crate::routing::{self, Router};
 use crate::upstream::Upstream;
@@ -68,6 +69,7 @@ impl Pylon {
 }
 
 pub struct Ctx {
+    _in_flight: InFlight,
     started: Instant,
     route: Option<usize>,
     /// Path and query as the upstream will receive them.
@@ -121,6 +123,7 @@ impl ProxyHttp for Pylon {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
+            _in_flight: InFlight::enter(),
             started: Instant::now(),
             route: None,
             upstream_target: Vec::new(),
@@ -133,8 +136,10 @@ impl ProxyHttp for Pylon {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        // Pingora otherwise keeps idle HTTP/1.1 connections forever.
-        session.set_keepalive(Some(self.keepalive_secs));
+        // Pingora otherwise keeps idle HTTP/1.1 connections forever. While
+        // draining, every response tells the client to reconnect elsewhere.
+        let draining = lifecycle::is_draining();
+        session.set_keepalive((!draining).then_some(self.keepalive_secs));
 
         let req = session.req_header();
         if let Some(peer) = peer_ip(session) {
@@ -150,7 +155,11 @@ impl ProxyHttp for Pylon {
         };
 
         if target.path == "/healthz" {
-            return respond(session, 200, &[], "Pylon ready.").await;
+            // A balancer moves traffic away before this instance closes anything.
+            return match draining {
+                false => respond(session, 200, &[], "Pylon ready.").await,
+                true => respond(session, 503, &[], "Pylon draining.").await,
+            };
         }
 
         let Some(m) = self.router.find(&target.path) else {
