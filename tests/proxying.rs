@@ -485,8 +485,12 @@ fn a_connection_verified_with_one_routes_ca_is_not_reused_by_another() {
     let ca = TestCa::new();
     let up = Upstream::start_tls("secure", &ca);
     let p = Pylon::start(&tls_routes(&up, &ca), &[] as &[(&str, &str)]);
-    assert_eq!(p.get("/with-ca/api").status, 200);
-    assert_tls_refused(&p, &up, "no-ca");
+    // The verified connection goes back to the pool just after the answer;
+    // a few rounds make sure the next request has the chance to take it.
+    for _ in 0..5 {
+        assert_eq!(p.get("/with-ca/api").status, 200);
+        assert_tls_refused(&p, &up, "no-ca");
+    }
 }
 
 #[test]
@@ -744,4 +748,128 @@ fn conflicting_body_framing_never_reaches_an_upstream_ambiguous() {
             "a smuggled request reached the upstream"
         );
     }
+}
+
+#[test]
+fn a_truncated_upstream_response_is_not_passed_off_as_complete() {
+    let (up, p) = one_route("rest-server");
+    let n: u64 = 4 << 20;
+    let mut client = Client::connect(p.addr());
+    client
+        .send(
+            format!("GET /rest-server/f/__short/{n} HTTP/1.1\r\nHost: pylon.test\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    let mut got = 0u64;
+    let result = client.read_response_with(false, &mut |b| got += b.len() as u64);
+    assert!(
+        result.is_err(),
+        "the client got a complete-looking response of {got} bytes from an upstream that sent {}",
+        n / 2
+    );
+    assert!(got <= n / 2, "more bytes than the upstream sent: {got}");
+    assert_eq!(up.count(), 1);
+    // Pylon itself is fine.
+    assert_eq!(p.get("/rest-server/ok").status, 200);
+}
+
+#[test]
+fn a_close_delimited_upstream_body_arrives_whole() {
+    let (_up, p) = one_route("rest-server");
+    let n: u64 = 3 << 20;
+    let mut client = Client::connect(p.addr());
+    client
+        .send(
+            format!("GET /rest-server/f/__eof/{n} HTTP/1.1\r\nHost: pylon.test\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+    let mut d = Digest::default();
+    let r = client
+        .read_response_with(false, &mut |b| d.update(b))
+        .expect("response");
+    assert_eq!(r.status, 200);
+    assert_eq!(d.len(), n);
+    assert_eq!(d.finish(), common::pattern_digest(n));
+}
+
+#[test]
+fn upstream_connections_are_reused() {
+    let (up, p) = one_route("rest-server");
+    for i in 0..10 {
+        assert_eq!(p.get(&format!("/rest-server/n/{i}")).status, 200);
+    }
+    let mut peers: Vec<_> = up.seen().iter().map(|s| s.peer).collect();
+    peers.sort();
+    peers.dedup();
+    // One per worker thread at most, not one per request.
+    assert!(
+        peers.len() <= 2,
+        "10 sequential requests used {} upstream connections",
+        peers.len()
+    );
+}
+
+#[test]
+fn idle_client_connections_are_closed_after_keepalive_timeout() {
+    let up = Upstream::start("rest-server");
+    let p = Pylon::start("keepalive_timeout: 1s", &[("REST_SERVER_URI", up.uri())]);
+    let mut client = Client::connect(p.addr());
+    client
+        .send(b"GET /rest-server/a HTTP/1.1\r\nHost: pylon.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(client.read_final_response(false).unwrap().status, 200);
+    let idle = Instant::now();
+    assert!(
+        closed_within(&mut client, Duration::from_secs(10)),
+        "idle keep-alive connection still open after 10 s"
+    );
+    assert!(
+        idle.elapsed() >= Duration::from_millis(900),
+        "closed after {:?}, before the 1 s keepalive_timeout",
+        idle.elapsed()
+    );
+}
+
+#[test]
+fn concurrent_keep_alive_clients_all_reach_the_right_service() {
+    let c = Cluster::start();
+    let p = c.pylon();
+    let addr = p.addr();
+    let routes = [
+        ("/rest-server/api/v1/jobs", "rest-server", "/api/v1/jobs"),
+        ("/kubernetes/api/v1/pods", "kubernetes", "/api/v1/pods"),
+        (
+            "/webhdfs/api/v1/?op=LISTSTATUS",
+            "webhdfs",
+            "/webhdfs/v1/?op=LISTSTATUS",
+        ),
+        ("/grafana/api/health", "grafana", "/api/health"),
+        ("/", "portal", "/"),
+    ];
+    let clients: Vec<_> = (0..32)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                for i in 0..25 {
+                    let (path, name, target) = routes[(t + i) % routes.len()];
+                    client
+                        .send(format!("GET {path} HTTP/1.1\r\nHost: pylon.test\r\n\r\n").as_bytes())
+                        .unwrap();
+                    let r = client.read_final_response(false).unwrap();
+                    assert_eq!(r.status, 200, "{path}");
+                    assert_eq!(r.header("X-Upstream"), Some(name), "{path}");
+                    assert!(
+                        r.text().contains(&format!("\"target\":\"{target}\"")),
+                        "{path}: {:?}",
+                        r.text()
+                    );
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client thread failed");
+    }
+    assert_eq!(c.total_requests(), 32 * 25);
 }

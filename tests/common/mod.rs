@@ -450,7 +450,9 @@ struct Shared {
 /// Every answer is a small JSON body naming the upstream and the target it
 /// saw. Path segments anywhere in the path select test behaviour:
 /// `__status/NNN` answers that status, `__sleep/MS` waits first,
-/// `__bytes/N` streams N pattern bytes, `__pause/MS` stops reading the
+/// `__bytes/N` streams N pattern bytes, `__short/N` promises N bytes but
+/// sends half and hangs up, `__eof/N` sends N bytes delimited by closing
+/// the connection, `__pause/MS` stops reading the
 /// request body for MS once 64 MiB are in, `__hop` adds hop-by-hop response
 /// headers (`Connection: keep-alive, X-Secret`, `X-Secret`, `Keep-Alive`,
 /// `Proxy-Connection`), and a path ending in `__ws` is a WebSocket echo.
@@ -672,6 +674,26 @@ fn serve_conn<S: Read + Write>(mut conn: Conn<S>, peer: SocketAddr, s: &Shared) 
             );
         }
 
+        if let Some(n) = special(&path, "__short") {
+            // Promises n bytes, sends half, hangs up: a crashed upstream.
+            head.push_str(&format!(
+                "Content-Type: application/octet-stream\r\nContent-Length: {n}\r\n\r\n"
+            ));
+            let _ = conn.write_all(head.as_bytes()).and_then(|_| {
+                for_each_pattern_chunk(n / 2, 64 * 1024, |c| conn.get_mut().write_all(c))
+            });
+            let _ = conn.get_mut().flush();
+            return;
+        }
+        if let Some(n) = special(&path, "__eof") {
+            // No length and no chunking: the body ends where the connection does.
+            head.push_str("Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n");
+            let _ = conn.write_all(head.as_bytes()).and_then(|_| {
+                for_each_pattern_chunk(n, 64 * 1024, |c| conn.get_mut().write_all(c))
+            });
+            let _ = conn.get_mut().flush();
+            return;
+        }
         let ok = if let Some(n) = special(&path, "__bytes") {
             head.push_str(&format!(
                 "Content-Type: application/octet-stream\r\nContent-Length: {n}\r\n\r\n"
