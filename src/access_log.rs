@@ -107,9 +107,9 @@ pub fn combined(e: &Entry) -> String {
     push_escaped(&mut out, e.referer.unwrap_or(b"-"));
     out.push_str("\" \"");
     push_escaped(&mut out, e.user_agent.unwrap_or(b"-"));
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "\" rt={:.3} route={} upstream={}\n",
+        "\" rt={:.3} route={} upstream={}",
         e.duration.as_secs_f64(),
         e.route.unwrap_or("-"),
         e.upstream.map_or_else(|| "-".into(), |a| a.to_string())

@@ -139,7 +139,10 @@ impl ProxyHttp for Pylon {
         // Pingora otherwise keeps idle HTTP/1.1 connections forever. While
         // draining, every response tells the client to reconnect elsewhere.
         let draining = lifecycle::is_draining();
-        session.set_keepalive((!draining).then_some(self.keepalive_secs));
+        // Only bound keep-alive the client asked for (HTTP/1.0 without
+        // `Connection: keep-alive` and `Connection: close` stay off).
+        let wants_keepalive = session.get_keepalive().is_some();
+        session.set_keepalive((wants_keepalive && !draining).then_some(self.keepalive_secs));
 
         let req = session.req_header();
         if let Some(peer) = peer_ip(session) {

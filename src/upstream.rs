@@ -43,6 +43,15 @@ impl Upstream {
             String::new()
         };
         let mut template = HttpPeer::new(placeholder, uri.tls, sni);
+        // Pingora pools connections by address, SNI and verify flags but not
+        // by CA: without this, a connection verified against one route's CA
+        // would be reused by a route that does not trust it.
+        template.group_key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            route.name.hash(&mut h);
+            h.finish()
+        };
         let o = &mut template.options;
         o.connection_timeout = Some(route.connect_timeout);
         o.total_connection_timeout = Some(route.connect_timeout);

@@ -11,6 +11,8 @@ APT_PACKAGES=(
     cmake    # build: libz-ng-sys (pulled in by rustls) compiles with cmake
     haproxy  # tests/deploy_files.rs: haproxy -c on deploy/haproxy/haproxy.cfg
     systemd  # tests/deploy_files.rs: systemd-analyze verify on the unit
+    prometheus       # tests/prometheus.rs: a real Prometheus behind /prometheus
+    ca-certificates  # tests/deploy_files.rs: the ConfigMap's pylon.yaml checked by pylon -t
 )
 PIP_PACKAGES=(
     kubernetes-validate  # offline schema check of deploy/kubernetes/*.yaml

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -39,16 +40,23 @@ fn start_upstream(name: &'static str) -> SocketAddr {
                 );
                 loop {
                     let mut line = String::new();
+                    let mut request_line = String::new();
                     // Request headers only: the load is all GETs.
                     loop {
                         line.clear();
                         match reader.read_line(&mut line) {
                             Ok(0) | Err(_) => return,
                             Ok(_) if line == "\r\n" => break,
+                            Ok(_) if request_line.is_empty() => request_line = line.clone(),
                             Ok(_) => {}
                         }
                     }
-                    if writer.write_all(reply.as_bytes()).is_err() {
+                    let sent = if request_line.contains("/slow") {
+                        stream_slowly(&mut writer)
+                    } else {
+                        writer.write_all(reply.as_bytes())
+                    };
+                    if sent.is_err() {
                         return;
                     }
                 }
@@ -56,6 +64,23 @@ fn start_upstream(name: &'static str) -> SocketAddr {
         }
     });
     addr
+}
+
+/// A download that takes SLOW_CHUNKS × SLOW_EVERY: long enough to span a
+/// shutdown.
+const SLOW_CHUNKS: usize = 100;
+const SLOW_CHUNK: usize = 1000;
+const SLOW_EVERY: Duration = Duration::from_millis(100);
+
+fn stream_slowly(w: &mut TcpStream) -> std::io::Result<()> {
+    w.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")?;
+    let chunk = format!("{SLOW_CHUNK:x}\r\n{}\r\n", "x".repeat(SLOW_CHUNK));
+    for _ in 0..SLOW_CHUNKS {
+        w.write_all(chunk.as_bytes())?;
+        w.flush()?;
+        thread::sleep(SLOW_EVERY);
+    }
+    w.write_all(b"0\r\n\r\n")
 }
 
 fn free_port() -> u16 {
@@ -240,6 +265,18 @@ fn client(port: u16, idle: bool, seed: u64, stop: Arc<AtomicBool>, tally: Arc<Ta
     }
 }
 
+/// Kills the listed processes when a test ends, also when it panics, so a
+/// failed run leaves nothing listening.
+struct Reaper(Vec<u32>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
 fn alive(pid: u32) -> bool {
     // A zombie (exited, not yet reaped) counts as gone.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -259,6 +296,100 @@ fn signal(pid: u32, sig: &str) {
     assert_eq!(ok.ok(), Some(true), "kill {sig} {pid}");
 }
 
+/// Keep-alive load against one port until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+    clients: Vec<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(port: u16) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Tally::default());
+        let clients = (0..BUSY_CLIENTS + IDLE_CLIENTS)
+            .map(|i| {
+                let (stop, tally) = (stop.clone(), tally.clone());
+                let seed = 0x9e37_79b9 * (i as u64 + 1);
+                thread::spawn(move || client(port, i >= BUSY_CLIENTS, seed, stop, tally))
+            })
+            .collect();
+        Load {
+            stop,
+            tally,
+            clients,
+        }
+    }
+
+    /// Stops the clients and checks that every request succeeded.
+    fn finish(self, tag: &str) -> Arc<Tally> {
+        self.stop.store(true, Ordering::Relaxed);
+        for c in self.clients {
+            c.join().expect("client thread");
+        }
+        let t = &self.tally;
+        let (ok, failed, non2xx, conns) = (
+            t.ok.load(Ordering::Relaxed),
+            t.failed.load(Ordering::Relaxed),
+            t.non_2xx.load(Ordering::Relaxed),
+            t.reconnects.load(Ordering::Relaxed),
+        );
+        eprintln!("[{tag}] {ok} ok, {failed} failed ({non2xx} non-2xx), {conns} connections");
+        let errors = t.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(
+            failed, 0,
+            "[{tag}] failed requests; first errors: {errors:?}"
+        );
+        assert!(ok > 1000, "[{tag}] load too small to mean anything: {ok}");
+        self.tally
+    }
+}
+
+/// Watches a process from the moment it was signalled; yields whether it
+/// exited within OLD_GONE_WITHIN and when.
+fn watch_exit(mut child: Child) -> thread::JoinHandle<(u32, bool, Duration)> {
+    thread::spawn(move || {
+        let since = Instant::now();
+        let pid = child.id();
+        while alive(pid) && since.elapsed() < OLD_GONE_WITHIN {
+            thread::sleep(Duration::from_millis(50));
+        }
+        let gone = !alive(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        (pid, gone, since.elapsed())
+    })
+}
+
+fn assert_exited(tag: &str, watchers: Vec<thread::JoinHandle<(u32, bool, Duration)>>) {
+    for w in watchers {
+        let (pid, gone, after) = w.join().expect("watcher thread");
+        let state = if gone { "exited" } else { "STILL RUNNING" };
+        eprintln!(
+            "[{tag}] process {pid} {state} {:.1}s after its signal",
+            after.as_secs_f64()
+        );
+        assert!(
+            gone,
+            "[{tag}] process {pid} still running {after:?} after its signal"
+        );
+    }
+}
+
+/// Replaces `current` by a new process started with `-u` on `config`.
+fn upgrade(
+    setup: &Setup,
+    current: &mut Child,
+    config: &Path,
+) -> thread::JoinHandle<(u32, bool, Duration)> {
+    let next = setup.spawn(config, true);
+    // The new process waits for the sockets on upgrade_sock; give it a
+    // moment to bind it before the old one is asked to send.
+    thread::sleep(Duration::from_millis(500));
+    signal(current.id(), "-QUIT");
+    watch_exit(std::mem::replace(current, next))
+}
+
 /// Runs `upgrades` binary upgrades under load; `configs` are used in turn,
 /// so alternating two configs is a reload with a config change.
 fn upgrade_under_load(
@@ -268,85 +399,23 @@ fn upgrade_under_load(
     setup: &Setup,
 ) -> Arc<Tally> {
     let mut current = setup.spawn(&configs[0], false);
+    let mut reaper = Reaper(vec![current.id()]);
     wait_ready(setup.port);
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Tally::default());
-    let mut clients = Vec::new();
-    for i in 0..BUSY_CLIENTS + IDLE_CLIENTS {
-        let (stop, tally) = (stop.clone(), tally.clone());
-        let port = setup.port;
-        clients.push(thread::spawn(move || {
-            client(
-                port,
-                i >= BUSY_CLIENTS,
-                0x9e37_79b9 * (i as u64 + 1),
-                stop,
-                tally,
-            )
-        }));
-    }
-
-    // Each old process is watched from its SIGQUIT on, so the time it took
-    // to exit is measured, not when we got round to looking.
+    let load = Load::start(setup.port);
     let mut watchers = Vec::new();
     for n in 0..upgrades {
         thread::sleep(UPGRADE_EVERY);
-        let next = setup.spawn(&configs[(n + 1) % configs.len()], true);
-        // The new process waits for the sockets on upgrade_sock; give it a
-        // moment to bind it before the old one is asked to send.
-        thread::sleep(Duration::from_millis(500));
-        signal(current.id(), "-QUIT");
-        let mut child = std::mem::replace(&mut current, next);
-        watchers.push(thread::spawn(move || {
-            let quit_at = Instant::now();
-            let pid = child.id();
-            while alive(pid) && quit_at.elapsed() < OLD_GONE_WITHIN {
-                thread::sleep(Duration::from_millis(50));
-            }
-            let gone = !alive(pid);
-            let _ = child.kill();
-            let _ = child.wait();
-            (pid, gone, quit_at.elapsed())
-        }));
+        watchers.push(upgrade(
+            setup,
+            &mut current,
+            &configs[(n + 1) % configs.len()],
+        ));
     }
     thread::sleep(UPGRADE_EVERY);
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().expect("client thread");
-    }
-    for w in watchers {
-        let (pid, gone, after) = w.join().expect("watcher thread");
-        eprintln!(
-            "[{tag}] old process {pid} {} {:.1}s after SIGQUIT",
-            if gone { "exited" } else { "STILL RUNNING" },
-            after.as_secs_f64()
-        );
-        assert!(
-            gone,
-            "[{tag}] old process {pid} still running {after:?} after SIGQUIT"
-        );
-    }
+    let tally = load.finish(tag);
+    assert_exited(tag, watchers);
     let _ = current.kill();
     let _ = current.wait();
-
-    let (ok, failed, non2xx, reconnects) = (
-        tally.ok.load(Ordering::Relaxed),
-        tally.failed.load(Ordering::Relaxed),
-        tally.non_2xx.load(Ordering::Relaxed),
-        tally.reconnects.load(Ordering::Relaxed),
-    );
-    eprintln!("[{tag}] {upgrades} upgrades: {ok} ok, {failed} failed ({non2xx} non-2xx), {reconnects} connections");
-    let errors = tally
-        .errors
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    assert_eq!(
-        failed, 0,
-        "[{tag}] failed requests; first errors: {errors:?}"
-    );
-    assert!(ok > 1000, "[{tag}] load too small to mean anything: {ok}");
     tally
 }
 
@@ -382,4 +451,141 @@ fn reload_with_changed_config_loses_no_request() {
         "{bodies:?}"
     );
     let _ = std::fs::remove_dir_all(&setup.dir);
+}
+
+/// Starts a slow download through Pylon and returns a thread yielding the
+/// body size it received and whether the chunked body ended properly.
+fn slow_download(port: u16) -> thread::JoinHandle<(usize, bool)> {
+    thread::spawn(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect for download");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        s.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw);
+        let body_start = text.find("\r\n\r\n").map_or(text.len(), |i| i + 4);
+        let payload = text[body_start..].matches('x').count();
+        (payload, text.ends_with("0\r\n\r\n"))
+    })
+}
+
+#[test]
+fn sigterm_and_upgrade_let_a_long_download_finish() {
+    let setup = Setup::new("drain");
+    let config = setup.write_config("pylon.yaml", start_upstream("portal"));
+    let mut current = setup.spawn(&config, false);
+    let mut reaper = Reaper(vec![current.id()]);
+    wait_ready(setup.port);
+
+    // Upgrade in the middle of a 10 s download: the old process finishes it.
+    let during_upgrade = slow_download(setup.port);
+    thread::sleep(Duration::from_secs(1));
+    let old = upgrade(&setup, &mut current, &config);
+    reaper.0.push(current.id());
+    wait_ready(setup.port);
+
+    // Then SIGTERM in the middle of another one.
+    let during_stop = slow_download(setup.port);
+    thread::sleep(Duration::from_secs(1));
+    signal(current.id(), "-TERM");
+    // While draining, the instance still serves but reports itself unready.
+    thread::sleep(Duration::from_millis(300));
+    let mut probe = TcpStream::connect(("127.0.0.1", setup.port)).expect("probe connect");
+    probe
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("probe send");
+    let mut head = [0u8; 64];
+    let n = probe.read(&mut head).expect("probe read");
+    assert!(
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    let stopping = watch_exit(current);
+
+    for (what, t) in [("upgrade", during_upgrade), ("SIGTERM", during_stop)] {
+        let (bytes, complete) = t.join().expect("download thread");
+        assert_eq!(
+            bytes,
+            SLOW_CHUNKS * SLOW_CHUNK,
+            "download across {what} cut short"
+        );
+        assert!(
+            complete,
+            "download across {what} did not end with the last chunk"
+        );
+    }
+    assert_exited("drain", vec![old, stopping]);
+    let _ = std::fs::remove_dir_all(&setup.dir);
+}
+
+#[test]
+fn two_instances_behind_haproxy_lose_nothing_when_one_upgrades_and_one_stops() {
+    let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect(
+            "haproxy not found: install the Debian package haproxy (tests/install-deps.sh does)",
+        );
+    let portal = start_upstream("portal");
+    let (one, two) = (Setup::new("ha1"), Setup::new("ha2"));
+    let (conf1, conf2) = (
+        one.write_config("pylon.yaml", portal),
+        two.write_config("pylon.yaml", portal),
+    );
+    let mut p1 = one.spawn(&conf1, false);
+    let p2 = two.spawn(&conf2, false);
+    wait_ready(one.port);
+    wait_ready(two.port);
+
+    // The shipped example's balancing and health-check settings, on loopback.
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/haproxy/haproxy.cfg"
+    ))
+    .expect("deploy/haproxy/haproxy.cfg");
+    let front = free_port();
+    let cfg = shipped
+        .replace("bind :80", &format!("bind 127.0.0.1:{front}"))
+        .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", one.port))
+        .replace("127.0.0.1:8082", &format!("127.0.0.1:{}", two.port))
+        .replace("log stdout format raw local0", "")
+        // The shipped maxconn needs a higher fd limit than a test runner has.
+        .replace("maxconn 20000", "maxconn 4000");
+    let cfg_path = one.dir.join("haproxy.cfg");
+    std::fs::write(&cfg_path, cfg).expect("write haproxy.cfg");
+    let mut lb = Command::new(haproxy)
+        .args(["-db", "-f"])
+        .arg(&cfg_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start haproxy");
+    let mut reaper = Reaper(vec![p1.id(), p2.id(), lb.id()]);
+    wait_ready(front);
+    // Both servers must have passed their health checks (rise 2, inter 1s).
+    thread::sleep(Duration::from_secs(3));
+
+    let load = Load::start(front);
+    thread::sleep(UPGRADE_EVERY);
+    let upgraded = upgrade(&one, &mut p1, &conf1);
+    reaper.0.push(p1.id());
+    thread::sleep(UPGRADE_EVERY);
+    signal(p2.id(), "-TERM");
+    let stopped = watch_exit(p2);
+    thread::sleep(Duration::from_secs(8));
+    load.finish("ha");
+    assert_exited("ha", vec![upgraded, stopped]);
+
+    let _ = lb.kill();
+    let _ = lb.wait();
+    let _ = p1.kill();
+    let _ = p1.wait();
+    let _ = std::fs::remove_dir_all(&one.dir);
+    let _ = std::fs::remove_dir_all(&two.dir);
 }
