@@ -410,6 +410,7 @@ fn upgrade_under_load(
             &mut current,
             &configs[(n + 1) % configs.len()],
         ));
+        reaper.0.push(current.id());
     }
     thread::sleep(UPGRADE_EVERY);
     let tally = load.finish(tag);
