@@ -6,8 +6,9 @@
 //! browser-like clients. Pylon therefore announces its departure first:
 //!
 //! 1. On SIGQUIT (upgrade) or SIGTERM (stop) the instance starts *draining*:
-//!    every response carries `Connection: close` and `/healthz` answers 503,
-//!    while requests are still served normally.
+//!    every response carries `Connection: close` while requests are still
+//!    served normally; on SIGTERM `/healthz` also answers 503 (on upgrade it
+//!    does not: the new process keeps serving the same socket).
 //! 2. Only after a notice period (Pingora's fixed 5 s after handing the
 //!    sockets over on upgrade; `shutdown_notice` on SIGTERM) does Pingora
 //!    stop accepting and drop connections still idle; by then every active
@@ -25,6 +26,9 @@ use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 
 static DRAINING: AtomicBool = AtomicBool::new(false);
+/// Set on SIGTERM only: on an upgrade the listening socket keeps being
+/// served by the new process, so the instance is not going away.
+static LEAVING: AtomicBool = AtomicBool::new(false);
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 /// Pingora sleeps this long between handing the sockets to the new process
@@ -33,6 +37,11 @@ const UPGRADE_NOTICE: Duration = Duration::from_secs(5);
 
 pub fn is_draining() -> bool {
     DRAINING.load(Ordering::Relaxed)
+}
+
+/// Whether `/healthz` should fail so that balancers move traffic away.
+pub fn is_leaving() -> bool {
+    LEAVING.load(Ordering::Relaxed)
 }
 
 /// Held for the life of one request; the count decides when to exit.
@@ -93,6 +102,7 @@ impl ShutdownSignalWatch for Signals {
                 ShutdownSignal::GracefulUpgrade
             }
             _ = term.recv() => {
+                LEAVING.store(true, Ordering::Relaxed);
                 start_draining("SIGTERM", self.shutdown_notice);
                 tokio::select! {
                     _ = tokio::time::sleep(self.shutdown_notice) => ShutdownSignal::GracefulTerminate,

@@ -159,7 +159,7 @@ impl ProxyHttp for Pylon {
 
         if target.path == "/healthz" {
             // A balancer moves traffic away before this instance closes anything.
-            return match draining {
+            return match lifecycle::is_leaving() {
                 false => respond(session, 200, &[], "Pylon ready.").await,
                 true => respond(session, 503, &[], "Pylon draining.").await,
             };

@@ -674,7 +674,9 @@ fn shutdown_fits_in_the_stop_timeouts() {
         &pylon_top_level("graceful_shutdown_timeout_seconds"),
         "graceful_shutdown_timeout_seconds",
     );
-    let drain = grace + timeout;
+    // pylon.shutdown_notice: the reference config keeps Pylon's default.
+    let notice = 5;
+    let drain = notice + grace + timeout;
 
     let daemonset = read("deploy/kubernetes/daemonset.yaml");
     let pre_stop = number(
