@@ -651,7 +651,7 @@ fn invalid_config_reload_is_refused_and_traffic_unaffected() {
         text.replace("access_log: off", "access_log: sometimes"),
     )
     .expect("write bad config");
-    let current = setup.spawn(&config, false);
+    let mut current = setup.spawn(&config, false);
     let _reaper = Reaper(vec![current.id()]);
     wait_ready(setup.port);
     let load = Load::start(setup.port);
