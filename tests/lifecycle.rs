@@ -679,6 +679,8 @@ fn invalid_config_reload_is_refused_and_traffic_unaffected() {
         alive(current.id()),
         "the running instance must be untouched"
     );
+    let _ = current.kill();
+    let _ = current.wait();
     let _ = std::fs::remove_dir_all(&setup.dir);
 }
 
