@@ -62,11 +62,11 @@ pub fn forwarded_for(peer: IpAddr, incoming: Option<&[u8]>, trusted: &[IpNet]) -
 }
 
 /// The scheme the client used: the listener's, or a trusted proxy's claim.
-pub fn forwarded_proto<'a>(
-    listener_scheme: &'a str,
+pub fn forwarded_proto(
+    listener_scheme: &'static str,
     peer_trusted: bool,
-    incoming: Option<&'a [u8]>,
-) -> &'a str {
+    incoming: Option<&[u8]>,
+) -> &'static str {
     match incoming {
         Some(b"https") if peer_trusted => "https",
         Some(b"http") if peer_trusted => "http",

@@ -75,6 +75,8 @@ pub struct Ctx {
     /// Path and query as the upstream will receive them.
     upstream_target: Vec<u8>,
     client_ip: Option<IpAddr>,
+    /// The TCP peer is a configured trusted proxy.
+    peer_trusted: bool,
     connect_failures: usize,
     failed_addr: Option<SocketAddr>,
     upstream_addr: Option<SocketAddr>,
@@ -128,6 +130,7 @@ impl ProxyHttp for Pylon {
             route: None,
             upstream_target: Vec::new(),
             client_ip: None,
+            peer_trusted: false,
             connect_failures: 0,
             failed_addr: None,
             upstream_addr: None,
@@ -147,6 +150,7 @@ impl ProxyHttp for Pylon {
         let req = session.req_header();
         if let Some(peer) = peer_ip(session) {
             let xff = req.headers.get("x-forwarded-for").map(|v| v.as_bytes());
+            ctx.peer_trusted = headers::is_trusted(peer, &self.trusted);
             ctx.client_ip = Some(headers::real_client_ip(peer, xff, &self.trusted));
         }
         let target = match path::normalise(req.raw_path()) {
@@ -256,21 +260,18 @@ impl ProxyHttp for Pylon {
         };
         req.set_raw_path(&ctx.upstream_target)?;
 
-        let client_host = session.req_header().headers.get(HOST).cloned();
+        // `req` is a fresh copy of the client's request: read what the client
+        // sent from it before overwriting.
+        let client_host = req.headers.get(HOST).cloned();
         if !route.cfg.preserve_host {
             req.insert_header(HOST, route.cfg.upstream.authority.as_str())?;
         }
 
-        let peer = peer_ip(session);
-        let trusted = peer.is_some_and(|p| headers::is_trusted(p, &self.trusted));
-        if let Some(peer) = peer {
+        let trusted = ctx.peer_trusted;
+        if let Some(peer) = peer_ip(session) {
             let xff = headers::forwarded_for(
                 peer,
-                session
-                    .req_header()
-                    .headers
-                    .get("x-forwarded-for")
-                    .map(|v| v.as_bytes()),
+                req.headers.get("x-forwarded-for").map(|v| v.as_bytes()),
                 &self.trusted,
             );
             req.insert_header("X-Forwarded-For", xff)?;
@@ -278,22 +279,19 @@ impl ProxyHttp for Pylon {
         if let Some(ip) = ctx.client_ip {
             req.insert_header("X-Real-IP", ip.to_string())?;
         }
-        let incoming_proto = session
-            .req_header()
-            .headers
-            .get("x-forwarded-proto")
-            .map(|v| v.as_bytes());
-        let proto = headers::forwarded_proto("http", trusted, incoming_proto).to_string();
+        let proto = headers::forwarded_proto(
+            "http",
+            trusted,
+            req.headers.get("x-forwarded-proto").map(|v| v.as_bytes()),
+        );
         req.insert_header("X-Forwarded-Proto", proto)?;
-        let incoming_host = session
-            .req_header()
-            .headers
-            .get("x-forwarded-host")
-            .cloned();
-        match (trusted, incoming_host, client_host) {
-            (true, Some(h), _) => req.insert_header("X-Forwarded-Host", h)?,
-            (_, _, Some(h)) => req.insert_header("X-Forwarded-Host", h)?,
-            _ => {
+        let forwarded_host = match req.headers.get("x-forwarded-host") {
+            Some(h) if trusted => Some(h.clone()),
+            _ => client_host,
+        };
+        match forwarded_host {
+            Some(h) => req.insert_header("X-Forwarded-Host", h)?,
+            None => {
                 req.remove_header("X-Forwarded-Host");
             }
         }

@@ -7,6 +7,8 @@
 //! test with the name of the package that provides it: a check that
 //! silently did not run would look exactly like one that passed.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::env;
 use std::fs;
@@ -423,21 +425,9 @@ fn configmap_config_passes_pylon_check() {
     let config = dir.join("pylon.yaml");
     fs::write(&config, yaml.replace("/etc/pylon/kube-ca.crt", bundle)).unwrap();
 
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pylon"));
-    cmd.arg("-t").arg("-c").arg(&config);
     // The file is under test, not whatever upstreams this shell exports.
-    for var in [
-        "REST_SERVER_URI",
-        "K8S_API_SERVER_URI",
-        "WEBHDFS_URI",
-        "PROMETHEUS_URI",
-        "K8S_DASHBOARD_URI",
-        "YARN_WEB_PORTAL_URI",
-        "GRAFANA_URI",
-        "PAI_WEB_PORTAL_URI",
-    ] {
-        cmd.env_remove(var);
-    }
+    let mut cmd = common::pylon_command();
+    cmd.arg("-t").arg("-c").arg(&config);
     let out = run(&mut cmd);
     let _ = fs::remove_dir_all(&dir);
     assert_success("pylon -t on the ConfigMap's pylon.yaml", &out);

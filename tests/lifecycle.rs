@@ -6,6 +6,8 @@
 //! Bounded: a fixed number of upgrades a fixed time apart; the clients stop
 //! by themselves. `PYLON_UPGRADES` changes the count for a longer soak.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -30,7 +32,9 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A minimal keep-alive upstream that names itself in every answer.
+/// A minimal keep-alive upstream that names itself in every answer. Not
+/// `common::Upstream`: that one records every request, and these tests send
+/// over a million.
 fn start_upstream(name: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
     let addr = listener.local_addr().expect("upstream addr");
@@ -91,26 +95,16 @@ fn stream_slowly(w: &mut TcpStream) -> std::io::Result<()> {
     w.write_all(b"0\r\n\r\n")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 struct Setup {
-    dir: PathBuf,
+    dir: common::TempDir,
     port: u16,
 }
 
 impl Setup {
     fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("pylon-upgrade-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
         Setup {
-            dir,
-            port: free_port(),
+            dir: common::TempDir::new(tag),
+            port: common::free_port(),
         }
     }
 
@@ -120,7 +114,7 @@ impl Setup {
             "version: 1\nthreads: 2\npid_file: {dir}/pylon.pid\nupgrade_sock: {dir}/upgrade.sock\n\
              grace_period_seconds: 25\ngraceful_shutdown_timeout_seconds: 2\n\
              pylon:\n  listen: [\"127.0.0.1:{port}\"]\n  access_log: off\n  routes:\n    portal:\n      upstream: http://{portal}\n",
-            dir = self.dir.display(),
+            dir = self.dir.path().display(),
             port = self.port,
         );
         std::fs::write(&path, text).expect("write config");
@@ -128,7 +122,7 @@ impl Setup {
     }
 
     fn spawn(&self, config: &Path, upgrade: bool) -> Child {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pylon"));
+        let mut cmd = common::pylon_command();
         if upgrade {
             cmd.arg("-u");
         }
@@ -141,23 +135,17 @@ impl Setup {
 }
 
 fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                .is_ok()
-            {
-                let mut buf = String::new();
-                let _ = s.read_to_string(&mut buf);
-                if buf.starts_with("HTTP/1.1 200") {
-                    return;
-                }
-            }
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    panic!("pylon did not become ready on port {port}");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    common::wait_until(
+        &format!("pylon ready on port {port}"),
+        Duration::from_secs(15),
+        || {
+            common::try_request(addr, healthz)
+                .ok()
+                .filter(|r| r.status == 200)
+        },
+    );
 }
 
 #[derive(Default)]
@@ -451,7 +439,6 @@ fn upgrades_lose_no_request() {
     let setup = Setup::new("plain");
     let config = setup.write_config("pylon.yaml", start_upstream("portal-a"));
     upgrade_under_load("plain", &[config], upgrade_count(), &setup);
-    let _ = std::fs::remove_dir_all(&setup.dir);
 }
 
 #[test]
@@ -471,7 +458,6 @@ fn reload_with_changed_config_loses_no_request() {
         bodies.contains(&"portal-a".to_string()) && bodies.contains(&"portal-b".to_string()),
         "{bodies:?}"
     );
-    let _ = std::fs::remove_dir_all(&setup.dir);
 }
 
 /// Starts a slow download through Pylon and returns a thread yielding the
@@ -563,7 +549,6 @@ fn sigterm_and_upgrade_let_a_long_download_finish() {
         "download across SIGTERM did not end with the last chunk"
     );
     assert_exited("drain", vec![stopping]);
-    let _ = std::fs::remove_dir_all(&setup.dir);
 }
 
 #[test]
@@ -592,7 +577,7 @@ fn two_instances_behind_haproxy_lose_nothing_when_one_upgrades_and_one_stops() {
         "/deploy/haproxy/haproxy.cfg"
     ))
     .expect("deploy/haproxy/haproxy.cfg");
-    let front = free_port();
+    let front = common::free_port();
     let cfg = shipped
         .replace("bind :80", &format!("bind 127.0.0.1:{front}"))
         .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", one.port))
@@ -635,8 +620,6 @@ fn two_instances_behind_haproxy_lose_nothing_when_one_upgrades_and_one_stops() {
     let _ = lb.wait();
     let _ = p1.kill();
     let _ = p1.wait();
-    let _ = std::fs::remove_dir_all(&one.dir);
-    let _ = std::fs::remove_dir_all(&two.dir);
 }
 
 #[test]
@@ -681,7 +664,6 @@ fn invalid_config_reload_is_refused_and_traffic_unaffected() {
     );
     let _ = current.kill();
     let _ = current.wait();
-    let _ = std::fs::remove_dir_all(&setup.dir);
 }
 
 /// The same load against nginx reloading with `nginx -s reload`, for the
@@ -697,7 +679,7 @@ fn nginx_reload_under_the_same_load() {
         .expect("nginx not found: install the Debian package nginx");
     let setup = Setup::new("nginx");
     let upstream = start_upstream("portal");
-    let dir = setup.dir.display().to_string();
+    let dir = setup.dir.path().display().to_string();
     let conf = setup.dir.join("nginx.conf");
     std::fs::write(
         &conf,
@@ -739,5 +721,4 @@ fn nginx_reload_under_the_same_load() {
     );
     let _ = master.kill();
     let _ = master.wait();
-    let _ = std::fs::remove_dir_all(&setup.dir);
 }

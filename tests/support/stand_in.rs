@@ -195,13 +195,7 @@ fn discard_body(reader: &mut BufReader<TcpStream>, req: &Request) -> bool {
     if chunked {
         let mut line = String::new();
         loop {
-            line.clear();
-            if reader
-                .read_line(&mut line)
-                .ok()
-                .filter(|&n| n > 0)
-                .is_none()
-            {
+            if !next_line(reader, &mut line) {
                 return false;
             }
             let size_text = line.trim().split(';').next().unwrap_or("");
@@ -211,13 +205,7 @@ fn discard_body(reader: &mut BufReader<TcpStream>, req: &Request) -> bool {
             if size == 0 {
                 // Trailers, up to the empty line.
                 loop {
-                    line.clear();
-                    if reader
-                        .read_line(&mut line)
-                        .ok()
-                        .filter(|&n| n > 0)
-                        .is_none()
-                    {
+                    if !next_line(reader, &mut line) {
                         return false;
                     }
                     if line.trim().is_empty() {
@@ -235,6 +223,12 @@ fn discard_body(reader: &mut BufReader<TcpStream>, req: &Request) -> bool {
         Some(Ok(n)) => skip(reader, n),
         Some(Err(_)) => false,
     }
+}
+
+/// Replaces `line` with the next line; false at end of stream or on error.
+fn next_line(reader: &mut BufReader<TcpStream>, line: &mut String) -> bool {
+    line.clear();
+    reader.read_line(line).is_ok_and(|n| n > 0)
 }
 
 fn skip(reader: &mut BufReader<TcpStream>, n: u64) -> bool {
