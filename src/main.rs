@@ -2,15 +2,6 @@
 //! settings plus the `pylon:` section), validates it completely before
 //! anything listens, then hands the routes to Pingora's server.
 
-mod access_log;
-mod config;
-mod headers;
-mod lifecycle;
-mod path;
-mod proxy;
-mod routing;
-mod upstream;
-mod upstream_uri;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,8 +12,9 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::RunArgs;
 use pingora::services::background::background_service;
 
-use crate::config::{Config, ProcessEnv};
-use crate::upstream::{Refresher, Upstream};
+use pylon::config::{self, Config, ProcessEnv};
+use pylon::upstream::{Refresher, Upstream};
+use pylon::{lifecycle, proxy};
 
 const DEFAULT_CONFIG: &str = "/etc/pylon/pylon.yaml";
 /// Pingora waits this long after SIGTERM/SIGQUIT before stopping; its own

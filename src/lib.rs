@@ -1,0 +1,13 @@
+//! Pylon as a library: the pure modules (configuration, path normalisation,
+//! routing, header handling) and the Pingora glue, so that the binary, the
+//! fuzz targets and the benchmarks all use the same code.
+
+pub mod access_log;
+pub mod config;
+pub mod headers;
+pub mod lifecycle;
+pub mod path;
+pub mod proxy;
+pub mod routing;
+pub mod upstream;
+pub mod upstream_uri;
