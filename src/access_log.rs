@@ -21,6 +21,8 @@ pub struct Entry<'a> {
     pub duration: Duration,
     pub route: Option<&'a str>,
     pub upstream: Option<SocketAddr>,
+    /// Empty when the request never got as far as Pylon's filters.
+    pub request_id: &'a str,
     pub referer: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
 }
@@ -109,10 +111,15 @@ pub fn combined(e: &Entry) -> String {
     push_escaped(&mut out, e.user_agent.unwrap_or(b"-"));
     let _ = writeln!(
         out,
-        "\" rt={:.3} route={} upstream={}",
+        "\" rt={:.3} route={} upstream={} rid={}",
         e.duration.as_secs_f64(),
         e.route.unwrap_or("-"),
-        e.upstream.map_or_else(|| "-".into(), |a| a.to_string())
+        e.upstream.map_or_else(|| "-".into(), |a| a.to_string()),
+        if e.request_id.is_empty() {
+            "-"
+        } else {
+            e.request_id
+        }
     );
     out
 }
@@ -169,6 +176,12 @@ pub fn json(e: &Entry) -> String {
         }
         None => out.push_str("null"),
     }
+    out.push_str(",\"request_id\":");
+    if e.request_id.is_empty() {
+        out.push_str("null");
+    } else {
+        push_json_str(&mut out, e.request_id.as_bytes());
+    }
     out.push_str(",\"referer\":");
     match e.referer {
         Some(r) => push_json_str(&mut out, r),
@@ -200,6 +213,7 @@ mod tests {
             duration: Duration::from_micros(1500),
             route: Some("rest-server"),
             upstream: Some("10.0.3.9:9186".parse().unwrap()),
+            request_id: "0123456789abcdef",
             referer: None,
             user_agent: Some(b"curl/8"),
         }
@@ -209,7 +223,7 @@ mod tests {
     fn combined_line() {
         assert_eq!(
             combined(&entry()),
-            "203.0.113.9 - - [25/Nov/2025:06:39:34 +0000] \"GET /rest-server/api/v1/jobs?x=\\x221\\x22 HTTP/1.1\" 200 42 \"-\" \"curl/8\" rt=0.002 route=rest-server upstream=10.0.3.9:9186\n"
+            "203.0.113.9 - - [25/Nov/2025:06:39:34 +0000] \"GET /rest-server/api/v1/jobs?x=\\x221\\x22 HTTP/1.1\" 200 42 \"-\" \"curl/8\" rt=0.002 route=rest-server upstream=10.0.3.9:9186 rid=0123456789abcdef\n"
         );
     }
 
@@ -217,7 +231,7 @@ mod tests {
     fn json_line() {
         let line = json(&entry());
         assert!(line.starts_with("{\"time\":\"2025-11-25T06:39:34.250Z\",\"client\":\"203.0.113.9\",\"method\":\"GET\",\"path\":\"/rest-server/api/v1/jobs?x=\\\"1\\\"\""), "{line}");
-        assert!(line.ends_with(",\"route\":\"rest-server\",\"upstream\":\"10.0.3.9:9186\",\"referer\":null,\"user_agent\":\"curl/8\"}\n"), "{line}");
+        assert!(line.ends_with(",\"route\":\"rest-server\",\"upstream\":\"10.0.3.9:9186\",\"request_id\":\"0123456789abcdef\",\"referer\":null,\"user_agent\":\"curl/8\"}\n"), "{line}");
     }
 
     #[test]

@@ -158,6 +158,7 @@ struct RawPylon {
     keepalive_timeout: Option<Scalar>,
     shutdown_notice: Option<Scalar>,
     access_log: Option<String>,
+    admin_listen: Option<String>,
     routes: Option<BTreeMap<String, RawRoute>>,
 }
 
@@ -165,8 +166,9 @@ struct RawPylon {
 #[serde(deny_unknown_fields)]
 struct RawRoute {
     prefix: Option<String>,
-    upstream: Option<String>,
+    upstream: Option<UpstreamSpec>,
     upstream_env: Option<String>,
+    health_check: Option<RawHealthCheck>,
     enabled: Option<bool>,
     add_slash: Option<bool>,
     preserve_host: Option<bool>,
@@ -178,6 +180,23 @@ struct RawRoute {
     tls_verify: Option<bool>,
     tls_ca_file: Option<String>,
     tls_sni: Option<String>,
+}
+
+/// One upstream URI, or several endpoints of the same service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum UpstreamSpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealthCheck {
+    enabled: Option<bool>,
+    interval: Option<Scalar>,
+    timeout: Option<Scalar>,
+    path: Option<String>,
 }
 
 /// A YAML scalar that may be written as a number or a string (`30`, `"30s"`).
@@ -216,6 +235,8 @@ pub struct Config {
     /// failing `/healthz` before the listeners close.
     pub shutdown_notice: Duration,
     pub access_log: AccessLogFormat,
+    /// Where `/metrics`, `/status` and `/healthz` are served; `None` = off.
+    pub admin_listen: Option<String>,
     /// Active routes only: a route without an upstream is not here.
     pub routes: Vec<Route>,
     /// Routes that exist by name but have no upstream, for `pylon -t`.
@@ -227,7 +248,13 @@ pub struct Route {
     pub name: String,
     /// Normalised: starts with `/`, no trailing `/` unless it is `/` itself.
     pub prefix: String,
+    /// The first endpoint: its scheme, authority and base path are the
+    /// route's (all endpoints share scheme and base path).
     pub upstream: UpstreamUri,
+    /// Every endpoint, the first included.
+    pub endpoints: Vec<UpstreamUri>,
+    /// Active probing of the endpoints; `None` when disabled.
+    pub health_check: Option<HealthCheck>,
     /// Where the upstream came from, for `pylon -t` (`file` or the variable).
     pub upstream_source: String,
     pub add_slash: bool,
@@ -242,6 +269,18 @@ pub struct Route {
     pub tls_ca_file: Option<String>,
     pub tls_sni: Option<String>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// `GET` this path and expect a 2xx/3xx; a TCP connect when `None`.
+    pub path: Option<String>,
+}
+
+const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9191";
 
 /// Read access to the environment, so validation can be tested without
 /// touching the process environment.
@@ -357,6 +396,28 @@ fn check(raw: RawPylon, env: &dyn Env) -> Result<Config, ConfigError> {
         }
     };
 
+    let admin_listen = match raw.admin_listen.as_deref().map(str::trim) {
+        None => Some(DEFAULT_ADMIN_LISTEN.to_string()),
+        Some("off") | Some("") => None,
+        Some(addr) => {
+            addr.parse::<std::net::SocketAddr>().map_err(|_| {
+                ConfigError::new(
+                    "pylon.admin_listen",
+                    addr,
+                    "expected IP:PORT (e.g. 127.0.0.1:9191) or off",
+                )
+            })?;
+            if listen.iter().any(|l| l == addr) {
+                return Err(ConfigError::new(
+                    "pylon.admin_listen",
+                    addr,
+                    "must differ from the public listeners: admin pages are never public",
+                ));
+            }
+            Some(addr.to_string())
+        }
+    };
+
     // Standard routes always exist by name; the file may tune or add to them.
     let mut raw_routes = raw.routes.unwrap_or_default();
     let mut names: Vec<String> = STANDARD_ROUTES.iter().map(|s| s.name.to_string()).collect();
@@ -393,6 +454,7 @@ fn check(raw: RawPylon, env: &dyn Env) -> Result<Config, ConfigError> {
         keepalive_timeout,
         shutdown_notice,
         access_log,
+        admin_listen,
         routes,
         inactive,
     })
@@ -446,24 +508,87 @@ fn check_route(
             .filter(|v| !v.trim().is_empty())
             .map(|v| (var, v))
     });
-    let (uri_text, source, uri_key) = match (from_env, &spec.upstream) {
+    // (text as written, text to parse, key for errors)
+    let mut texts: Vec<(String, String, String)> = Vec::new();
+    let source = match (from_env, &spec.upstream) {
         (Some((var, value)), _) => {
+            // A variable may list several endpoints, comma-separated.
             let suffix = standard
                 .filter(|_| spec.upstream_env.is_none())
                 .map_or("", |s| s.env_path);
-            (
-                format!("{}{}", value.trim().trim_end_matches('/'), suffix),
-                var.to_string(),
-                var.to_string(),
-            )
+            for one in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+                let full = format!("{}{}", one.trim_end_matches('/'), suffix);
+                texts.push((one.to_string(), full, var.to_string()));
+            }
+            var.to_string()
         }
-        (None, Some(u)) if !u.trim().is_empty() => {
-            (u.trim().to_string(), "file".to_string(), key("upstream"))
+        (None, Some(UpstreamSpec::One(u))) if !u.trim().is_empty() => {
+            texts.push((u.clone(), u.trim().to_string(), key("upstream")));
+            "file".to_string()
+        }
+        (None, Some(UpstreamSpec::Many(list))) if !list.is_empty() => {
+            for (i, u) in list.iter().enumerate() {
+                texts.push((
+                    u.clone(),
+                    u.trim().to_string(),
+                    format!("{}[{i}]", key("upstream")),
+                ));
+            }
+            "file".to_string()
         }
         _ => return Ok(None),
     };
-    let upstream = UpstreamUri::parse(&uri_text)
-        .map_err(|reason| ConfigError::new(&uri_key, &uri_text, reason))?;
+    let mut endpoints: Vec<UpstreamUri> = Vec::with_capacity(texts.len());
+    for (written, full, err_key) in &texts {
+        let uri = UpstreamUri::parse(full)
+            .map_err(|reason| ConfigError::new(err_key, written, reason))?;
+        if let Some(first) = endpoints.first() {
+            if uri.tls != first.tls || uri.base_path != first.base_path {
+                return Err(ConfigError::new(
+                    err_key,
+                    written,
+                    "all endpoints of a route need the same scheme and base path",
+                ));
+            }
+        }
+        endpoints.push(uri);
+    }
+    let upstream = endpoints[0].clone();
+
+    let health_check = match spec.health_check {
+        Some(RawHealthCheck {
+            enabled: Some(false),
+            ..
+        }) => None,
+        raw => {
+            let raw = raw.unwrap_or_default();
+            let interval = opt_duration(&key("health_check.interval"), &raw.interval)?
+                .unwrap_or(DEFAULT_HEALTH_INTERVAL);
+            let timeout = opt_duration(&key("health_check.timeout"), &raw.timeout)?
+                .unwrap_or(DEFAULT_HEALTH_TIMEOUT);
+            if interval.is_zero() || timeout.is_zero() {
+                return Err(ConfigError::new(
+                    key("health_check"),
+                    "0",
+                    "interval and timeout must be positive",
+                ));
+            }
+            if let Some(p) = &raw.path {
+                if !p.starts_with('/') || p.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                    return Err(ConfigError::new(
+                        key("health_check.path"),
+                        p,
+                        "must be a path starting with '/'",
+                    ));
+                }
+            }
+            Some(HealthCheck {
+                interval,
+                timeout,
+                path: raw.path,
+            })
+        }
+    };
 
     let connect_timeout = opt_duration(&key("connect_timeout"), &spec.connect_timeout)?
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
@@ -516,6 +641,8 @@ fn check_route(
         name: name.to_string(),
         prefix,
         upstream,
+        endpoints,
+        health_check,
         upstream_source: source,
         add_slash: spec
             .add_slash
@@ -530,6 +657,17 @@ fn check_route(
         tls_ca_file: spec.tls_ca_file,
         tls_sni: spec.tls_sni,
     }))
+}
+
+/// A short stable identifier of a configuration file's text (FNV-1a, 64
+/// bit): shown in metrics and on the status page to tell which file runs.
+pub fn fingerprint(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// `/grafana/` → `/grafana`; `/` stays `/`. Rejects anything the path
@@ -712,6 +850,40 @@ mod tests {
         assert_eq!(t.upstream.base_path, "/base");
         assert_eq!(t.max_body_size, Some(256 << 20));
         assert_eq!(t.read_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn several_endpoints_and_health_checks() {
+        let text = "pylon:\n  admin_listen: off\n  routes:\n    tool:\n      prefix: /t\n      upstream: [\"http://10.0.0.1:80/b\", \"http://10.0.0.2:81/b\"]\n      health_check:\n        interval: 2s\n        path: /healthz\n";
+        let c = from_yaml(text, &env(&[])).unwrap();
+        assert_eq!(c.admin_listen, None);
+        let t = &c.routes[0];
+        assert_eq!(t.endpoints.len(), 2);
+        assert_eq!(t.upstream.authority, "10.0.0.1");
+        let hc = t.health_check.as_ref().unwrap();
+        assert_eq!(
+            (hc.interval, hc.path.as_deref()),
+            (Duration::from_secs(2), Some("/healthz"))
+        );
+
+        let c = from_yaml("", &env(&[("GRAFANA_URI", "http://a:1/, http://b:2")])).unwrap();
+        assert_eq!(c.routes[0].endpoints.len(), 2);
+        assert_eq!(c.admin_listen.as_deref(), Some("127.0.0.1:9191"));
+
+        let e = from_yaml(
+            "pylon:\n  routes:\n    t:\n      prefix: /t\n      upstream: [\"http://a:1\", \"https://b:2\"]\n",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "pylon.routes.t.upstream[1]");
+        let e = from_yaml("", &env(&[("GRAFANA_URI", "ftp://x/")])).unwrap_err();
+        assert_eq!(e.value, "ftp://x/", "the value as the operator wrote it");
+        let e = from_yaml(
+            "pylon:\n  listen: [\"127.0.0.1:1\"]\n  admin_listen: 127.0.0.1:1\n",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "pylon.admin_listen");
     }
 
     #[test]

@@ -74,6 +74,36 @@ pub fn forwarded_proto(
     }
 }
 
+/// A request id for `X-Request-Id`: 16 hex digits, unique within this
+/// process (a counter) and unlikely to repeat across processes (a random
+/// per-process key mixes it).
+pub fn new_request_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static KEY: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let key = *KEY.get_or_init(|| {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    });
+    // splitmix64 of a distinct input per request: a bijection, so no repeats.
+    let mut z = key.wrapping_add(
+        NEXT.fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    format!("{:016x}", z ^ (z >> 31))
+}
+
+/// Whether a client's `X-Request-Id` may be passed on: short, printable,
+/// no spaces, so it cannot break a log line or a header.
+pub fn acceptable_request_id(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic())
+}
+
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
 /// removed in both directions. `Transfer-Encoding` is left to Pingora, which
 /// owns the framing.
@@ -152,6 +182,18 @@ mod tests {
         let peer: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
         assert!(is_trusted(peer, &nets(&["10.0.0.0/8"])));
         assert_eq!(forwarded_for(peer, None, &[]), "10.1.2.3");
+    }
+
+    #[test]
+    fn request_ids() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, b);
+        assert!(acceptable_request_id(b"abc-123"));
+        assert!(!acceptable_request_id(b"a b"));
+        assert!(!acceptable_request_id(b""));
+        assert!(!acceptable_request_id(&[b'a'; 129]));
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //! fuzz targets and the benchmarks all use the same code.
 
 pub mod access_log;
+pub mod admin;
 pub mod config;
 pub mod headers;
 pub mod lifecycle;
+pub mod metrics;
 pub mod path;
 pub mod proxy;
 pub mod routing;
+pub mod status;
 pub mod upstream;
 pub mod upstream_uri;

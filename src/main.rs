@@ -2,7 +2,6 @@
 //! settings plus the `pylon:` section), validates it completely before
 //! anything listens, then hands the routes to Pingora's server.
 
-
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -12,9 +11,13 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::RunArgs;
 use pingora::services::background::background_service;
 
+use pingora::services::listening::Service;
+use pylon::admin::{Admin, AdminRoute, Sampler};
 use pylon::config::{self, Config, ProcessEnv};
-use pylon::upstream::{Refresher, Upstream};
+use pylon::metrics::Metrics;
+use pylon::upstream::{HealthReport, Refresher, Upstream};
 use pylon::{lifecycle, proxy};
+use std::time::Duration;
 
 const DEFAULT_CONFIG: &str = "/etc/pylon/pylon.yaml";
 /// Pingora waits this long after SIGTERM/SIGQUIT before stopping; its own
@@ -27,6 +30,8 @@ struct Loaded {
     server: ServerConf,
     pylon: Config,
     upstreams: Vec<Arc<Upstream>>,
+    /// Identifies the loaded file in metrics and on the status page.
+    config_hash: String,
 }
 
 fn load(path: &str) -> Result<Loaded, String> {
@@ -47,11 +52,16 @@ fn load(path: &str) -> Result<Loaded, String> {
         server,
         pylon,
         upstreams,
+        config_hash: config::fingerprint(&text),
     })
 }
 
 fn describe(loaded: &Loaded) -> String {
-    let mut out = format!("listen: {}\nroutes:\n", loaded.pylon.listen.join(", "));
+    let mut out = format!(
+        "listen: {}\nadmin: {}\nroutes:\n",
+        loaded.pylon.listen.join(", "),
+        loaded.pylon.admin_listen.as_deref().unwrap_or("off")
+    );
     let mut routes: Vec<_> = loaded.pylon.routes.iter().collect();
     routes.sort_by(|a, b| a.prefix.cmp(&b.prefix));
     for r in routes {
@@ -79,7 +89,12 @@ fn check_listeners_free(listen: &[String]) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Pingora's load balancer logs every health change with a full peer
+    // dump; Pylon logs one line per change itself (upstream.rs).
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,pingora_load_balancing=error"),
+    )
+    .init();
     let mut opt = Opt::parse_args();
     let path = opt
         .conf
@@ -99,7 +114,14 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if !opt.upgrade {
-        if let Err(e) = check_listeners_free(&loaded.pylon.listen) {
+        let all: Vec<String> = loaded
+            .pylon
+            .listen
+            .iter()
+            .chain(&loaded.pylon.admin_listen)
+            .cloned()
+            .collect();
+        if let Err(e) = check_listeners_free(&all) {
             eprintln!("pylon: {e}");
             return ExitCode::from(1);
         }
@@ -129,24 +151,86 @@ fn main() -> ExitCode {
         server: server_conf,
         pylon,
         upstreams,
+        config_hash,
     } = loaded;
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
     server.bootstrap();
 
-    let mut proxy =
-        http_proxy_service(&server.configuration, proxy::Pylon::new(&pylon, &upstreams));
+    let version = env!("CARGO_PKG_VERSION");
+    let ports = pylon
+        .listen
+        .iter()
+        .filter_map(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map(|a| a.port())
+        .collect();
+    let names: Vec<&str> = pylon.routes.iter().map(|r| r.name.as_str()).collect();
+    let metrics = Arc::new(Metrics::new(&names, ports, version, &config_hash));
+
+    let mut proxy = http_proxy_service(
+        &server.configuration,
+        proxy::Pylon::new(&pylon, &upstreams, metrics.clone()),
+    );
     for addr in &pylon.listen {
         proxy.add_tcp(addr);
     }
     server.add_service(proxy);
+
+    if let Some(addr) = &pylon.admin_listen {
+        let admin = Admin {
+            metrics: metrics.clone(),
+            routes: pylon
+                .routes
+                .iter()
+                .zip(&upstreams)
+                .map(|(r, u)| AdminRoute {
+                    name: r.name.clone(),
+                    prefix: r.prefix.clone(),
+                    upstream: u.clone(),
+                })
+                .collect(),
+            version,
+            config_hash,
+        };
+        let mut service = Service::new("admin".to_string(), admin);
+        service.add_tcp(addr);
+        server.add_service(service);
+        server.add_service(background_service(
+            "status sampler",
+            Sampler {
+                metrics: metrics.clone(),
+                every: Duration::from_secs(5),
+            },
+        ));
+    }
+
+    let gauges = metrics.clone();
+    let on_health: HealthReport = Arc::new(move |route, states, reported| {
+        for (addr, up) in states {
+            gauges
+                .upstream_up
+                .with_label_values(&[route, &addr.to_string()])
+                .set(i64::from(*up));
+        }
+        // Endpoints that DNS no longer returns stop being reported.
+        for gone in reported
+            .iter()
+            .filter(|a| !states.iter().any(|(s, _)| s == *a))
+        {
+            let _ = gauges
+                .upstream_up
+                .remove_label_values(&[route, &gone.to_string()]);
+        }
+        *reported = states.iter().map(|(a, _)| *a).collect();
+    });
     server.add_service(background_service(
         "upstream resolver",
         Refresher {
             upstreams,
             interval: pylon.resolve_interval,
+            on_health,
         },
     ));
-    info!("pylon {} serving", env!("CARGO_PKG_VERSION"));
+    info!("pylon {version} serving");
     server.run(RunArgs {
         shutdown_signal: Box::new(lifecycle::Signals {
             shutdown_notice: pylon.shutdown_notice,

@@ -29,6 +29,7 @@ use crate::access_log::{self, Entry};
 use crate::config::{AccessLogFormat, Config, Route};
 use crate::headers;
 use crate::lifecycle::{self, InFlight};
+use crate::metrics::{self, Metrics};
 use crate::path;
 use crate::routing::{self, Router};
 use crate::upstream::Upstream;
@@ -44,10 +45,13 @@ pub struct Pylon {
     trusted: Vec<IpNet>,
     keepalive_secs: u64,
     access_log: AccessLogFormat,
+    metrics: Arc<Metrics>,
 }
 
+const X_REQUEST_ID: &str = "x-request-id";
+
 impl Pylon {
-    pub fn new(cfg: &Config, upstreams: &[Arc<Upstream>]) -> Self {
+    pub fn new(cfg: &Config, upstreams: &[Arc<Upstream>], metrics: Arc<Metrics>) -> Self {
         let routes: Vec<ActiveRoute> = cfg
             .routes
             .iter()
@@ -64,11 +68,13 @@ impl Pylon {
             trusted: cfg.trusted_proxies.clone(),
             keepalive_secs: cfg.keepalive_timeout.as_secs(),
             access_log: cfg.access_log,
+            metrics,
         }
     }
 }
 
 pub struct Ctx {
+    request_id: String,
     _in_flight: InFlight,
     started: Instant,
     route: Option<usize>,
@@ -94,6 +100,7 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
 /// `Connection: close`, so leftover bytes can never be read as a next request.
 async fn respond(
     session: &mut Session,
+    request_id: &str,
     status: u16,
     extra: &[(http::HeaderName, &str)],
     body: &str,
@@ -106,6 +113,9 @@ async fn respond(
     resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
     for (name, value) in extra {
         resp.insert_header(name.clone(), *value)?;
+    }
+    if !request_id.is_empty() {
+        resp.insert_header(X_REQUEST_ID, request_id)?;
     }
     let head_only = session.req_header().method == http::Method::HEAD;
     session
@@ -125,6 +135,7 @@ impl ProxyHttp for Pylon {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
+            request_id: String::new(),
             _in_flight: InFlight::enter(),
             started: Instant::now(),
             route: None,
@@ -153,24 +164,45 @@ impl ProxyHttp for Pylon {
             ctx.peer_trusted = headers::is_trusted(peer, &self.trusted);
             ctx.client_ip = Some(headers::real_client_ip(peer, xff, &self.trusted));
         }
+        // Kept from a trusted proxy, so one id follows a request end to end.
+        ctx.request_id = match req.headers.get(X_REQUEST_ID) {
+            Some(v) if ctx.peer_trusted && headers::acceptable_request_id(v.as_bytes()) => {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
+            _ => headers::new_request_id(),
+        };
         let target = match path::normalise(req.raw_path()) {
             Ok(t) => t,
             Err(e) => {
                 debug!("400 for {:?}: {e}", String::from_utf8_lossy(req.raw_path()));
-                return respond(session, 400, &[], &format!("Bad request: {e}.\n")).await;
+                return respond(
+                    session,
+                    &ctx.request_id,
+                    400,
+                    &[],
+                    &format!("Bad request: {e}.\n"),
+                )
+                .await;
             }
         };
 
         if target.path == "/healthz" {
             // A balancer moves traffic away before this instance closes anything.
             return match lifecycle::is_leaving() {
-                false => respond(session, 200, &[], "Pylon ready.").await,
-                true => respond(session, 503, &[], "Pylon draining.").await,
+                false => respond(session, &ctx.request_id, 200, &[], "Pylon ready.").await,
+                true => respond(session, &ctx.request_id, 503, &[], "Pylon draining.").await,
             };
         }
 
         let Some(m) = self.router.find(&target.path) else {
-            return respond(session, 404, &[], "No route for this path.\n").await;
+            return respond(
+                session,
+                &ctx.request_id,
+                404,
+                &[],
+                "No route for this path.\n",
+            )
+            .await;
         };
         let route = &self.routes[m.route];
         let rest = &target.path[m.rest_start..];
@@ -184,7 +216,7 @@ impl ProxyHttp for Pylon {
                 location.push_str(&String::from_utf8_lossy(q));
             }
             ctx.route = Some(m.route);
-            return respond(session, 301, &[(LOCATION, &location)], "").await;
+            return respond(session, &ctx.request_id, 301, &[(LOCATION, &location)], "").await;
         }
 
         if let Some(limit) = route.cfg.max_body_size {
@@ -197,6 +229,7 @@ impl ProxyHttp for Pylon {
                 ctx.route = Some(m.route);
                 return respond(
                     session,
+                    &ctx.request_id,
                     413,
                     &[],
                     "Request body too large for this route.\n",
@@ -238,6 +271,14 @@ impl ProxyHttp for Pylon {
     ) -> Box<Error> {
         ctx.connect_failures += 1;
         ctx.failed_addr = peer._address.as_inet().copied();
+        let route_metrics = self.metrics.route(ctx.route);
+        route_metrics.connect_failures.inc();
+        if matches!(
+            e.etype(),
+            ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout
+        ) {
+            route_metrics.timeouts.inc();
+        }
         let endpoints = ctx
             .route
             .and_then(|i| self.routes.get(i))
@@ -267,6 +308,7 @@ impl ProxyHttp for Pylon {
             req.insert_header(HOST, route.cfg.upstream.authority.as_str())?;
         }
 
+        req.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
         let trusted = ctx.peer_trusted;
         if let Some(peer) = peer_ip(session) {
             let xff = headers::forwarded_for(
@@ -332,6 +374,7 @@ impl ProxyHttp for Pylon {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        resp.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
         if resp.status.as_u16() == 101 {
             // An upgraded connection (WebSocket: kubectl exec, notebooks) may sit
             // idle far longer than an HTTP request; give it the route's timeout.
@@ -360,6 +403,8 @@ impl ProxyHttp for Pylon {
                 (504, "upstream connect timed out")
             }
             (ErrorType::ReadTimedout | ErrorType::WriteTimedout, ErrorSource::Upstream) => {
+                // Connect timeouts were counted in fail_to_connect.
+                self.metrics.route(ctx.route).timeouts.inc();
                 (504, "upstream timed out")
             }
             (_, ErrorSource::Upstream) => (502, "upstream unavailable"),
@@ -392,7 +437,7 @@ impl ProxyHttp for Pylon {
             };
             // Keep the client connection only if nothing of the request is left unread.
             session.set_keepalive(None);
-            if let Err(err) = respond(session, code, &[], &body).await {
+            if let Err(err) = respond(session, &ctx.request_id, code, &[], &body).await {
                 debug!("could not send {code}: {err}");
             }
         }
@@ -408,11 +453,20 @@ impl ProxyHttp for Pylon {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let req = session.req_header();
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let duration = ctx.started.elapsed();
+        let bytes_sent = session.body_bytes_sent() as u64;
+        self.metrics.route(ctx.route).record(
+            metrics::method_index(req.method.as_str()),
+            status,
+            duration,
+            ctx.request_body_bytes,
+            bytes_sent,
+        );
         if self.access_log == AccessLogFormat::Off {
             return;
         }
-        let req = session.req_header();
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let entry = Entry {
             time: SystemTime::now(),
             client: ctx.client_ip,
@@ -420,9 +474,10 @@ impl ProxyHttp for Pylon {
             target: req.raw_path(),
             version: req.version,
             status,
-            bytes_sent: session.body_bytes_sent() as u64,
+            bytes_sent,
             bytes_received: ctx.request_body_bytes,
-            duration: ctx.started.elapsed(),
+            duration,
+            request_id: &ctx.request_id,
             route: ctx
                 .route
                 .and_then(|i| self.routes.get(i))

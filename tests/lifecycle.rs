@@ -98,6 +98,8 @@ fn stream_slowly(w: &mut TcpStream) -> std::io::Result<()> {
 struct Setup {
     dir: common::TempDir,
     port: u16,
+    /// The admin listener is handed over on upgrade like the public one.
+    admin_port: u16,
 }
 
 impl Setup {
@@ -105,6 +107,7 @@ impl Setup {
         Setup {
             dir: common::TempDir::new(tag),
             port: common::free_port(),
+            admin_port: common::free_port(),
         }
     }
 
@@ -113,9 +116,10 @@ impl Setup {
         let text = format!(
             "version: 1\nthreads: 2\npid_file: {dir}/pylon.pid\nupgrade_sock: {dir}/upgrade.sock\n\
              grace_period_seconds: 25\ngraceful_shutdown_timeout_seconds: 2\n\
-             pylon:\n  listen: [\"127.0.0.1:{port}\"]\n  access_log: off\n  routes:\n    portal:\n      upstream: http://{portal}\n",
+             pylon:\n  listen: [\"127.0.0.1:{port}\"]\n  admin_listen: \"127.0.0.1:{admin}\"\n  access_log: off\n  routes:\n    portal:\n      upstream: http://{portal}\n",
             dir = self.dir.path().display(),
             port = self.port,
+            admin = self.admin_port,
         );
         std::fs::write(&path, text).expect("write config");
         path

@@ -845,6 +845,7 @@ pub fn pylon_command() -> Command {
 pub struct Pylon {
     child: Child,
     addr: SocketAddr,
+    admin: SocketAddr,
     config: PathBuf,
     dir: TempDir,
 }
@@ -881,9 +882,16 @@ impl Pylon {
         let dir = TempDir::new("pylon");
         let port = free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        // Every instance gets its own admin port, so tests can run side by side.
+        let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let admin_line = if pylon_yaml.contains("admin_listen") {
+            String::new()
+        } else {
+            format!("  admin_listen: \"{admin}\"\n")
+        };
         let config = dir.join("pylon.yaml");
         let text = format!(
-            "version: 1\nthreads: 2\npid_file: {pid}\nupgrade_sock: {sock}\ngrace_period_seconds: 1\ngraceful_shutdown_timeout_seconds: 1\npylon:\n  listen: [\"{addr}\"]\n{rest}",
+            "version: 1\nthreads: 2\npid_file: {pid}\nupgrade_sock: {sock}\ngrace_period_seconds: 1\ngraceful_shutdown_timeout_seconds: 1\npylon:\n  listen: [\"{addr}\"]\n{admin_line}{rest}",
             pid = dir.join("pylon.pid").display(),
             sock = dir.join("upgrade.sock").display(),
             rest = indent(pylon_yaml),
@@ -906,6 +914,7 @@ impl Pylon {
         let mut pylon = Pylon {
             child,
             addr,
+            admin,
             config,
             dir,
         };
@@ -934,6 +943,12 @@ impl Pylon {
             }
             thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// The admin listener (`/metrics`, `/status`), unless the test's own
+    /// configuration set `admin_listen`.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
     }
 
     pub fn addr(&self) -> SocketAddr {
