@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -26,8 +27,8 @@ impl Prometheus {
     }
 }
 
-/// Starts Prometheus scraping itself every second.
-fn start_prometheus() -> Prometheus {
+/// Starts Prometheus scraping itself, and `pylon_admin` if given, every second.
+fn start_prometheus(pylon_admin: Option<SocketAddr>) -> Prometheus {
     assert!(
         Path::new(PROMETHEUS).exists(),
         "{PROMETHEUS} not found: install the Debian package `prometheus` (apt-get install prometheus; tests/install-deps.sh does this)"
@@ -38,7 +39,10 @@ fn start_prometheus() -> Prometheus {
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    metrics_path: /prometheus/metrics\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n"
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    metrics_path: /prometheus/metrics\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n{pylon}",
+            pylon = pylon_admin.map_or(String::new(), |a| format!(
+                "  - job_name: pylon\n    static_configs:\n      - targets: [\"{a}\"]\n"
+            ))
         ),
     )
     .expect("write prometheus.yml");
@@ -68,9 +72,9 @@ fn start_prometheus() -> Prometheus {
 
 /// Prometheus answering on its own port; another port if the first one was
 /// taken between choosing and binding it.
-fn ready_prometheus() -> Prometheus {
+fn ready_prometheus(pylon_admin: Option<SocketAddr>) -> Prometheus {
     for _ in 0..3 {
-        let mut prom = start_prometheus();
+        let mut prom = start_prometheus(pylon_admin);
         let addr = ([127, 0, 0, 1], prom.port).into();
         let ready = wait_until(
             "Prometheus to answer /prometheus/-/ready",
@@ -102,7 +106,7 @@ fn ready_prometheus() -> Prometheus {
 
 #[test]
 fn prometheus_queries_through_pylon_return_live_data() {
-    let prom = ready_prometheus();
+    let prom = ready_prometheus(None);
     let p = Pylon::start(
         "",
         &[(
@@ -145,4 +149,41 @@ fn prometheus_queries_through_pylon_return_live_data() {
     let r = p.get("/prometheus/api/v1/status/buildinfo");
     assert_eq!(r.status, 200);
     assert!(r.text().contains("\"version\""), "{}", r.text());
+}
+
+/// Prometheus scrapes Pylon's admin listener; a PromQL query over the
+/// scraped series returns exactly the number of requests the test sent.
+#[test]
+fn prometheus_scrapes_pylon_and_counts_the_requests_sent() {
+    let up = common::Upstream::start("rest");
+    let p = Pylon::start(
+        &format!("routes:\n  rest-server:\n    upstream: {}\n", up.uri()),
+        &[] as &[(&str, &str)],
+    );
+    let prom = ready_prometheus(Some(p.admin_addr()));
+    const SENT: usize = 23;
+    for _ in 0..SENT {
+        assert_eq!(p.get("/rest-server/api/v1/jobs").status, 200);
+    }
+    let query = "sum(pylon_requests_total{job=\"pylon\",route=\"rest-server\"})";
+    let raw = format!(
+        "GET /prometheus/api/v1/query?query={} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        query
+            .replace('{', "%7B")
+            .replace('}', "%7D")
+            .replace('"', "%22")
+            .replace('=', "%3D")
+            .replace(',', "%2C")
+    );
+    let addr = ([127, 0, 0, 1], prom.port).into();
+    let answer = wait_until(
+        "Prometheus to report the requests sent through Pylon",
+        Duration::from_secs(30),
+        || {
+            let r = try_request_with_timeout(addr, raw.as_bytes(), Duration::from_secs(5)).ok()?;
+            let text = r.text();
+            text.contains(&format!(",\"{SENT}\"]")).then_some(text)
+        },
+    );
+    assert!(answer.contains("\"status\":\"success\""), "{answer}");
 }

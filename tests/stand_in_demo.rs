@@ -3,29 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
-use common::{KillOnDrop, Pylon};
-
-/// `cargo test` builds the examples next to the test binaries' directory.
-fn stand_in_exe() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let path = profile_dir.join("examples").join("stand-in");
-    assert!(
-        path.exists(),
-        "{} is missing: run the whole suite with `cargo test --release` (it builds the examples) or `cargo build --release --example stand-in` first",
-        path.display()
-    );
-    path
-}
+use common::{start_stand_ins, Pylon};
 
 const SERVICES: [(&str, &str); 8] = [
     ("rest-server", "REST_SERVER_URI"),
@@ -40,45 +18,19 @@ const SERVICES: [(&str, &str); 8] = [
 
 #[test]
 fn stand_ins_behind_pylon_show_where_requests_went() {
-    let mut cmd = Command::new(stand_in_exe());
-    for (name, _) in SERVICES {
-        cmd.arg(format!("{name}=0"));
-    }
-    let mut child = KillOnDrop(
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("run stand-in"),
-    );
-    let stdout = child.0.stdout.take().expect("stand-in stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    // "stand-in: NAME on http://127.0.0.1:PORT", one line per service.
+    let names: Vec<&str> = SERVICES.iter().map(|(n, _)| *n).collect();
+    let (_stand_ins, urls) = start_stand_ins(&names);
     let mut env = Vec::new();
-    for _ in SERVICES {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("stand-in did not report its services within 20 s");
-        let (name, url) = line
-            .strip_prefix("stand-in: ")
-            .and_then(|l| l.split_once(" on "))
-            .unwrap_or_else(|| panic!("unexpected stand-in line {line:?}"));
+    for (name, url) in urls {
         let var = SERVICES
             .iter()
             .find(|(n, _)| *n == name)
-            .unwrap_or_else(|| panic!("unknown service in {line:?}"))
+            .unwrap_or_else(|| panic!("unknown service {name}"))
             .1;
         let url = if name == "prometheus" {
             format!("{url}/prometheus")
         } else {
-            url.to_string()
+            url
         };
         env.push((var, url));
     }

@@ -1250,3 +1250,61 @@ pub fn get(addr: SocketAddr, path: &str) -> Response {
     let raw = format!("GET {path} HTTP/1.1\r\nHost: pylon.test\r\nConnection: close\r\n\r\n");
     request(addr, raw.as_bytes())
 }
+
+// ---------------------------------------------------------------- stand-ins
+
+/// `cargo test` builds the examples next to the test binaries' directory.
+pub fn stand_in_exe() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let path = profile_dir.join("examples").join("stand-in");
+    assert!(
+        path.exists(),
+        "{} is missing: run the whole suite with `cargo test --release` (it builds the examples) or `cargo build --release --example stand-in` first",
+        path.display()
+    );
+    path
+}
+
+/// Runs the `stand-in` example as its own process serving `names` on free
+/// ports; returns it (killed on drop: a real upstream crash) and each
+/// service's base URL.
+pub fn start_stand_ins(names: &[&str]) -> (KillOnDrop, Vec<(String, String)>) {
+    let mut cmd = Command::new(stand_in_exe());
+    for name in names {
+        cmd.arg(format!("{name}=0"));
+    }
+    let mut child = KillOnDrop(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run stand-in"),
+    );
+    let stdout = child.0.stdout.take().expect("stand-in stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        use std::io::BufRead;
+        for line in io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // "stand-in: NAME on http://127.0.0.1:PORT", one line per service.
+    let mut urls = Vec::new();
+    for _ in names {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("stand-in did not report its services within 20 s");
+        let (name, url) = line
+            .strip_prefix("stand-in: ")
+            .and_then(|l| l.split_once(" on "))
+            .unwrap_or_else(|| panic!("unexpected stand-in line {line:?}"));
+        urls.push((name.to_string(), url.to_string()));
+    }
+    (child, urls)
+}
