@@ -2,6 +2,7 @@
 //! settings plus the `pylon:` section), validates it completely before
 //! anything listens, then hands the routes to Pingora's server.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -109,8 +110,12 @@ fn main() -> ExitCode {
         }
     };
     if opt.test {
-        print!("{}", describe(&loaded));
-        println!("pylon: configuration {path} is valid");
+        // `pylon -t | head` must not panic on a closed pipe.
+        let _ = write!(
+            std::io::stdout().lock(),
+            "{}pylon: configuration {path} is valid\n",
+            describe(&loaded)
+        );
         return ExitCode::SUCCESS;
     }
     if !opt.upgrade {
