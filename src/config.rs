@@ -159,6 +159,8 @@ struct RawPylon {
     shutdown_notice: Option<Scalar>,
     access_log: Option<String>,
     admin_listen: Option<String>,
+    tls: Option<RawTls>,
+    limits: Option<RawLimits>,
     routes: Option<BTreeMap<String, RawRoute>>,
 }
 
@@ -169,6 +171,9 @@ struct RawRoute {
     upstream: Option<UpstreamSpec>,
     upstream_env: Option<String>,
     health_check: Option<RawHealthCheck>,
+    allow: Option<Vec<String>>,
+    deny: Option<Vec<String>>,
+    rate_limit: Option<u64>,
     enabled: Option<bool>,
     add_slash: Option<bool>,
     preserve_host: Option<bool>,
@@ -180,6 +185,26 @@ struct RawRoute {
     tls_verify: Option<bool>,
     tls_ca_file: Option<String>,
     tls_sni: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    listen: Option<Vec<String>>,
+    cert: Option<String>,
+    key: Option<String>,
+    http2: Option<bool>,
+    redirect_http: Option<bool>,
+    public_port: Option<u16>,
+    hsts: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_uri_length: Option<Scalar>,
+    max_header_count: Option<u64>,
+    max_header_bytes: Option<Scalar>,
 }
 
 /// One upstream URI, or several endpoints of the same service.
@@ -237,6 +262,8 @@ pub struct Config {
     pub access_log: AccessLogFormat,
     /// Where `/metrics`, `/status` and `/healthz` are served; `None` = off.
     pub admin_listen: Option<String>,
+    pub tls: Option<Tls>,
+    pub limits: Limits,
     /// Active routes only: a route without an upstream is not here.
     pub routes: Vec<Route>,
     /// Routes that exist by name but have no upstream, for `pylon -t`.
@@ -255,6 +282,11 @@ pub struct Route {
     pub endpoints: Vec<UpstreamUri>,
     /// Active probing of the endpoints; `None` when disabled.
     pub health_check: Option<HealthCheck>,
+    /// Client addresses let in (empty: everyone), then those kept out.
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+    /// Requests per second per client address; `None` = unlimited.
+    pub rate_limit: Option<u64>,
     /// Where the upstream came from, for `pylon -t` (`file` or the variable).
     pub upstream_source: String,
     pub add_slash: bool,
@@ -268,6 +300,41 @@ pub struct Route {
     pub tls_verify: bool,
     pub tls_ca_file: Option<String>,
     pub tls_sni: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub listen: Vec<String>,
+    pub cert: String,
+    pub key: String,
+    pub http2: bool,
+    /// Answer plain-HTTP requests (but `/healthz`) with a 307 to HTTPS.
+    pub redirect_http: bool,
+    /// The HTTPS port clients use, for redirects (behind NAT it may differ
+    /// from the listener's).
+    pub public_port: u16,
+    /// `Strict-Transport-Security` max-age on HTTPS responses; 0 = none.
+    pub hsts_seconds: u64,
+}
+
+/// Request-head limits, as strict as nginx's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest request target (nginx: a request line fits in 8 KiB).
+    pub max_uri_length: usize,
+    pub max_header_count: usize,
+    /// Sum of header names and values (nginx: 4 buffers of 8 KiB).
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_uri_length: 8 << 10,
+            max_header_count: 100,
+            max_header_bytes: 32 << 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -418,6 +485,56 @@ fn check(raw: RawPylon, env: &dyn Env) -> Result<Config, ConfigError> {
         }
     };
 
+    let tls = match raw.tls {
+        None => None,
+        Some(t) => Some(check_tls(t, &listen)?),
+    };
+    let limits = match raw.limits {
+        None => Limits::default(),
+        Some(l) => {
+            let d = Limits::default();
+            let size =
+                |key: &str, v: &Option<Scalar>, default: usize| -> Result<usize, ConfigError> {
+                    match v {
+                        None => Ok(default),
+                        Some(s) => parse_size(&s.text())
+                            .filter(|n| *n > 0)
+                            .map(|n| n as usize)
+                            .ok_or_else(|| {
+                                ConfigError::new(
+                                    key,
+                                    s.text(),
+                                    "expected a positive byte count such as 8k",
+                                )
+                            }),
+                    }
+                };
+            Limits {
+                max_uri_length: size(
+                    "pylon.limits.max_uri_length",
+                    &l.max_uri_length,
+                    d.max_uri_length,
+                )?,
+                max_header_count: match l.max_header_count {
+                    None => d.max_header_count,
+                    Some(0) => {
+                        return Err(ConfigError::new(
+                            "pylon.limits.max_header_count",
+                            "0",
+                            "must be positive",
+                        ))
+                    }
+                    Some(n) => n as usize,
+                },
+                max_header_bytes: size(
+                    "pylon.limits.max_header_bytes",
+                    &l.max_header_bytes,
+                    d.max_header_bytes,
+                )?,
+            }
+        }
+    };
+
     // Standard routes always exist by name; the file may tune or add to them.
     let mut raw_routes = raw.routes.unwrap_or_default();
     let mut names: Vec<String> = STANDARD_ROUTES.iter().map(|s| s.name.to_string()).collect();
@@ -455,6 +572,8 @@ fn check(raw: RawPylon, env: &dyn Env) -> Result<Config, ConfigError> {
         shutdown_notice,
         access_log,
         admin_listen,
+        tls,
+        limits,
         routes,
         inactive,
     })
@@ -637,12 +756,33 @@ fn check_route(
         }
     }
 
+    let cidrs = |field: &str, list: &Option<Vec<String>>| -> Result<Vec<IpNet>, ConfigError> {
+        list.iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, c)| {
+                parse_cidr(c).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{}[{i}]", key(field)),
+                        c,
+                        "expected an IP address or CIDR",
+                    )
+                })
+            })
+            .collect()
+    };
+    let allow = cidrs("allow", &spec.allow)?;
+    let deny = cidrs("deny", &spec.deny)?;
+
     Ok(Some(Route {
         name: name.to_string(),
         prefix,
         upstream,
         endpoints,
         health_check,
+        allow,
+        deny,
+        rate_limit: spec.rate_limit.filter(|n| *n > 0),
         upstream_source: source,
         add_slash: spec
             .add_slash
@@ -657,6 +797,81 @@ fn check_route(
         tls_ca_file: spec.tls_ca_file,
         tls_sni: spec.tls_sni,
     }))
+}
+
+fn check_tls(t: RawTls, plain: &[String]) -> Result<Tls, ConfigError> {
+    let listen = t.listen.unwrap_or_else(|| vec!["0.0.0.0:443".to_string()]);
+    for (i, addr) in listen.iter().enumerate() {
+        let key = format!("pylon.tls.listen[{i}]");
+        addr.parse::<std::net::SocketAddr>()
+            .map_err(|_| ConfigError::new(&key, addr, "expected IP:PORT, e.g. 0.0.0.0:443"))?;
+        if plain.contains(addr) {
+            return Err(ConfigError::new(key, addr, "already a plain-HTTP listener"));
+        }
+    }
+    let cert = t.cert.ok_or_else(|| {
+        ConfigError::new("pylon.tls.cert", "", "required: PEM certificate chain file")
+    })?;
+    let key = t
+        .key
+        .ok_or_else(|| ConfigError::new("pylon.tls.key", "", "required: PEM private key file"))?;
+    // Pingora panics at start on an unreadable pair; refuse it here instead.
+    let pem = std::fs::read(&cert)
+        .map_err(|e| ConfigError::new("pylon.tls.cert", &cert, format!("cannot read: {e}")))?;
+    if !rustls_pemfile::certs(&mut pem.as_slice()).any(|c| c.is_ok()) {
+        return Err(ConfigError::new(
+            "pylon.tls.cert",
+            &cert,
+            "no PEM certificate in the file",
+        ));
+    }
+    let pem = std::fs::read(&key)
+        .map_err(|e| ConfigError::new("pylon.tls.key", &key, format!("cannot read: {e}")))?;
+    if !matches!(
+        rustls_pemfile::private_key(&mut pem.as_slice()),
+        Ok(Some(_))
+    ) {
+        return Err(ConfigError::new(
+            "pylon.tls.key",
+            &key,
+            "no PEM private key in the file",
+        ));
+    }
+    let public_port = match t.public_port {
+        Some(0) => {
+            return Err(ConfigError::new(
+                "pylon.tls.public_port",
+                "0",
+                "port must be 1-65535",
+            ))
+        }
+        Some(p) => p,
+        None => listen
+            .first()
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .map_or(443, |a| a.port()),
+    };
+    let hsts_seconds = match &t.hsts {
+        None => 0,
+        Some(s) => parse_duration(&s.text())
+            .map(|d| d.as_secs())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "pylon.tls.hsts",
+                    s.text(),
+                    "expected seconds (31536000) or a duration such as 8760h",
+                )
+            })?,
+    };
+    Ok(Tls {
+        listen,
+        cert,
+        key,
+        http2: t.http2.unwrap_or(true),
+        redirect_http: t.redirect_http.unwrap_or(false),
+        public_port,
+        hsts_seconds,
+    })
 }
 
 /// A short stable identifier of a configuration file's text (FNV-1a, 64

@@ -104,6 +104,41 @@ pub fn acceptable_request_id(v: &[u8]) -> bool {
     !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic())
 }
 
+/// Where a plain-HTTP request is sent on HTTPS: the client's host name
+/// (its port dropped), the public HTTPS port, the same path and query.
+/// `None` when the Host is missing or not a plain host name or address, so
+/// a crafted Host can never shape the redirect.
+pub fn https_location(
+    host: Option<&[u8]>,
+    https_port: u16,
+    path: &str,
+    query: Option<&[u8]>,
+) -> Option<String> {
+    let host = std::str::from_utf8(host?).ok()?;
+    let name = if host.starts_with('[') {
+        &host[..=host.find(']')?]
+    } else {
+        host.split(':').next()?
+    };
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
+    if !ok {
+        return None;
+    }
+    let mut out = format!("https://{name}");
+    if https_port != 443 {
+        out.push_str(&format!(":{https_port}"));
+    }
+    out.push_str(path);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(std::str::from_utf8(q).ok()?);
+    }
+    Some(out)
+}
+
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
 /// removed in both directions. `Transfer-Encoding` is left to Pingora, which
 /// owns the framing.
@@ -182,6 +217,25 @@ mod tests {
         let peer: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
         assert!(is_trusted(peer, &nets(&["10.0.0.0/8"])));
         assert_eq!(forwarded_for(peer, None, &[]), "10.1.2.3");
+    }
+
+    #[test]
+    fn https_redirect_targets() {
+        assert_eq!(
+            https_location(Some(b"pylon.example:80"), 8443, "/a/b", Some(b"x=1")).as_deref(),
+            Some("https://pylon.example:8443/a/b?x=1")
+        );
+        assert_eq!(
+            https_location(Some(b"10.0.0.1"), 443, "/", None).as_deref(),
+            Some("https://10.0.0.1/")
+        );
+        assert_eq!(
+            https_location(Some(b"[::1]:80"), 443, "/", None).as_deref(),
+            Some("https://[::1]/")
+        );
+        assert_eq!(https_location(Some(b"evil.com/x"), 443, "/", None), None);
+        assert_eq!(https_location(Some(b"a\r\nb"), 443, "/", None), None);
+        assert_eq!(https_location(None, 443, "/", None), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::RunArgs;
 use pingora::services::background::background_service;
 
+use pingora::listeners::tls::TlsSettings;
 use pingora::services::listening::Service;
 use pylon::admin::{Admin, AdminRoute, Sampler};
 use pylon::config::{self, Config, ProcessEnv};
@@ -111,9 +112,9 @@ fn main() -> ExitCode {
     };
     if opt.test {
         // `pylon -t | head` must not panic on a closed pipe.
-        let _ = write!(
+        let _ = writeln!(
             std::io::stdout().lock(),
-            "{}pylon: configuration {path} is valid\n",
+            "{}pylon: configuration {path} is valid",
             describe(&loaded)
         );
         return ExitCode::SUCCESS;
@@ -124,6 +125,7 @@ fn main() -> ExitCode {
             .listen
             .iter()
             .chain(&loaded.pylon.admin_listen)
+            .chain(loaded.pylon.tls.iter().flat_map(|t| &t.listen))
             .cloned()
             .collect();
         if let Err(e) = check_listeners_free(&all) {
@@ -165,6 +167,7 @@ fn main() -> ExitCode {
     let ports = pylon
         .listen
         .iter()
+        .chain(pylon.tls.iter().flat_map(|t| &t.listen))
         .filter_map(|a| a.parse::<std::net::SocketAddr>().ok())
         .map(|a| a.port())
         .collect();
@@ -177,6 +180,24 @@ fn main() -> ExitCode {
     );
     for addr in &pylon.listen {
         proxy.add_tcp(addr);
+    }
+    if let Some(tls) = &pylon.tls {
+        for addr in &tls.listen {
+            // The files were read and checked at load; a new process of an
+            // upgrade or reload reads them again, so a renewed certificate
+            // takes effect with `pylon-reload`.
+            let mut settings = match TlsSettings::intermediate(&tls.cert, &tls.key) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("pylon: TLS listener {addr}: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if tls.http2 {
+                settings.enable_h2();
+            }
+            proxy.add_tls_with_settings(addr, None, settings);
+        }
     }
     server.add_service(proxy);
 

@@ -14,19 +14,22 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION};
+use http::header::{
+    CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER, STRICT_TRANSPORT_SECURITY,
+};
 use ipnet::IpNet;
 use log::{debug, warn};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
+use pingora_limits::rate::Rate;
 
 use crate::access_log::{self, Entry};
-use crate::config::{AccessLogFormat, Config, Route};
+use crate::config::{AccessLogFormat, Config, Limits, Route, Tls};
 use crate::headers;
 use crate::lifecycle::{self, InFlight};
 use crate::metrics::{self, Metrics};
@@ -37,6 +40,8 @@ use crate::upstream::Upstream;
 pub struct ActiveRoute {
     pub cfg: Route,
     pub upstream: Arc<Upstream>,
+    /// Requests per client address in the current second, when limited.
+    rate: Option<Rate>,
 }
 
 pub struct Pylon {
@@ -46,6 +51,8 @@ pub struct Pylon {
     keepalive_secs: u64,
     access_log: AccessLogFormat,
     metrics: Arc<Metrics>,
+    tls: Option<Tls>,
+    limits: Limits,
 }
 
 const X_REQUEST_ID: &str = "x-request-id";
@@ -59,6 +66,7 @@ impl Pylon {
             .map(|(r, u)| ActiveRoute {
                 cfg: r.clone(),
                 upstream: u.clone(),
+                rate: r.rate_limit.map(|_| Rate::new(Duration::from_secs(1))),
             })
             .collect();
         let router = Router::new(routes.iter().map(|r| r.cfg.prefix.as_str()));
@@ -69,6 +77,8 @@ impl Pylon {
             keepalive_secs: cfg.keepalive_timeout.as_secs(),
             access_log: cfg.access_log,
             metrics,
+            tls: cfg.tls.clone(),
+            limits: cfg.limits,
         }
     }
 }
@@ -87,6 +97,29 @@ pub struct Ctx {
     failed_addr: Option<SocketAddr>,
     upstream_addr: Option<SocketAddr>,
     request_body_bytes: u64,
+}
+
+fn is_tls(session: &Session) -> bool {
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// 414 or 431 when the request head exceeds the configured limits.
+fn over_limits(req: &RequestHeader, limits: &Limits) -> Option<(u16, &'static str)> {
+    if req.raw_path().len() > limits.max_uri_length {
+        return Some((414, "Request target too long.\n"));
+    }
+    if req.headers.len() > limits.max_header_count {
+        return Some((431, "Too many request headers.\n"));
+    }
+    let bytes: usize = req
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if bytes > limits.max_header_bytes {
+        return Some((431, "Request headers too large.\n"));
+    }
+    None
 }
 
 fn peer_ip(session: &Session) -> Option<IpAddr> {
@@ -171,6 +204,9 @@ impl ProxyHttp for Pylon {
             }
             _ => headers::new_request_id(),
         };
+        if let Some((code, why)) = over_limits(req, &self.limits) {
+            return respond(session, &ctx.request_id, code, &[], why).await;
+        }
         let target = match path::normalise(req.raw_path()) {
             Ok(t) => t,
             Err(e) => {
@@ -194,6 +230,34 @@ impl ProxyHttp for Pylon {
             };
         }
 
+        if let Some(tls) = self.tls.as_ref().filter(|t| t.redirect_http) {
+            if !is_tls(session) {
+                // 307 keeps the method and body (the original's 301 turned
+                // POSTs into GETs); the port is the public HTTPS one.
+                let host = req.headers.get(HOST).map(|v| v.as_bytes());
+                return match headers::https_location(
+                    host,
+                    tls.public_port,
+                    &target.path,
+                    target.query,
+                ) {
+                    Some(loc) => {
+                        respond(session, &ctx.request_id, 307, &[(LOCATION, &loc)], "").await
+                    }
+                    None => {
+                        respond(
+                            session,
+                            &ctx.request_id,
+                            400,
+                            &[],
+                            "Bad request: invalid Host.\n",
+                        )
+                        .await
+                    }
+                };
+            }
+        }
+
         let Some(m) = self.router.find(&target.path) else {
             return respond(
                 session,
@@ -206,6 +270,27 @@ impl ProxyHttp for Pylon {
         };
         let route = &self.routes[m.route];
         let rest = &target.path[m.rest_start..];
+        ctx.route = Some(m.route);
+
+        if let Some(ip) = ctx.client_ip {
+            let listed = |nets: &[ipnet::IpNet]| nets.iter().any(|n| n.contains(&ip));
+            if listed(&route.cfg.deny) || (!route.cfg.allow.is_empty() && !listed(&route.cfg.allow))
+            {
+                return respond(session, &ctx.request_id, 403, &[], "Forbidden.\n").await;
+            }
+            if let (Some(rate), Some(limit)) = (&route.rate, route.cfg.rate_limit) {
+                if rate.observe(&ip, 1) > limit as isize {
+                    return respond(
+                        session,
+                        &ctx.request_id,
+                        429,
+                        &[(RETRY_AFTER, "1")],
+                        "Too many requests.\n",
+                    )
+                    .await;
+                }
+            }
+        }
 
         if rest.is_empty() && route.cfg.add_slash {
             // Relative, so the redirect never depends on a client-chosen Host;
@@ -215,7 +300,6 @@ impl ProxyHttp for Pylon {
                 location.push('?');
                 location.push_str(&String::from_utf8_lossy(q));
             }
-            ctx.route = Some(m.route);
             return respond(session, &ctx.request_id, 301, &[(LOCATION, &location)], "").await;
         }
 
@@ -226,7 +310,6 @@ impl ProxyHttp for Pylon {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > limit) {
-                ctx.route = Some(m.route);
                 return respond(
                     session,
                     &ctx.request_id,
@@ -240,7 +323,6 @@ impl ProxyHttp for Pylon {
 
         ctx.upstream_target =
             routing::upstream_target(&route.cfg.upstream.base_path, rest, target.query);
-        ctx.route = Some(m.route);
         Ok(false)
     }
 
@@ -322,7 +404,7 @@ impl ProxyHttp for Pylon {
             req.insert_header("X-Real-IP", ip.to_string())?;
         }
         let proto = headers::forwarded_proto(
-            "http",
+            if is_tls(session) { "https" } else { "http" },
             trusted,
             req.headers.get("x-forwarded-proto").map(|v| v.as_bytes()),
         );
@@ -375,6 +457,14 @@ impl ProxyHttp for Pylon {
         ctx: &mut Ctx,
     ) -> Result<()> {
         resp.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
+        if let Some(tls) = self.tls.as_ref().filter(|t| t.hsts_seconds > 0) {
+            if is_tls(session) {
+                resp.insert_header(
+                    STRICT_TRANSPORT_SECURITY,
+                    format!("max-age={}", tls.hsts_seconds),
+                )?;
+            }
+        }
         if resp.status.as_u16() == 101 {
             // An upgraded connection (WebSocket: kubectl exec, notebooks) may sit
             // idle far longer than an HTTP request; give it the route's timeout.

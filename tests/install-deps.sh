@@ -13,6 +13,7 @@ APT_PACKAGES=(
     systemd  # tests/deploy_files.rs: systemd-analyze verify on the unit
     prometheus       # tests/prometheus.rs: a real Prometheus behind /prometheus
     ca-certificates  # tests/deploy_files.rs: the ConfigMap's pylon.yaml checked by pylon -t
+    curl             # tests/tls.rs: an HTTP/1.1 and HTTP/2 client over TLS
 )
 PIP_PACKAGES=(
     kubernetes-validate  # offline schema check of deploy/kubernetes/*.yaml

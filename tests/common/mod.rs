@@ -765,6 +765,10 @@ pub struct TestCa {
     pub ca_pem: String,
     /// The CA certificate as a PEM file, for `tls_ca_file`.
     pub ca_file: PathBuf,
+    /// The leaf (localhost, 127.0.0.1) certificate and key as PEM files,
+    /// for Pylon's own HTTPS listener.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
     server_config: Arc<rustls::ServerConfig>,
     _dir: TempDir,
 }
@@ -816,9 +820,15 @@ impl TestCa {
         let ca_file = dir.join("ca.pem");
         let ca_pem = ca_cert.pem();
         std::fs::write(&ca_file, &ca_pem).expect("write CA file");
+        let cert_file = dir.join("leaf.pem");
+        let key_file = dir.join("leaf-key.pem");
+        std::fs::write(&cert_file, leaf.pem()).expect("write leaf certificate");
+        std::fs::write(&key_file, leaf_key.serialize_pem()).expect("write leaf key");
         TestCa {
             ca_pem,
             ca_file,
+            cert_file,
+            key_file,
             server_config: Arc::new(server_config),
             _dir: dir,
         }
