@@ -5,11 +5,15 @@
 pub mod access_log;
 pub mod admin;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod headers;
 pub mod lifecycle;
 pub mod metrics;
 pub mod path;
 pub mod proxy;
+pub mod redirect;
+pub mod rewrite;
 pub mod routing;
 pub mod status;
 pub mod upstream;
