@@ -13,6 +13,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use std::sync::Arc;
+
+use crate::rewrite::{self, RuleSet, RuleSpec};
 use crate::upstream_uri::UpstreamUri;
 
 /// A configuration problem, always tied to the key or variable that caused it.
@@ -161,6 +164,7 @@ struct RawPylon {
     admin_listen: Option<String>,
     tls: Option<RawTls>,
     limits: Option<RawLimits>,
+    hostport: Option<RawHostPort>,
     routes: Option<BTreeMap<String, RawRoute>>,
 }
 
@@ -174,6 +178,10 @@ struct RawRoute {
     allow: Option<Vec<String>>,
     deny: Option<Vec<String>>,
     rate_limit: Option<u64>,
+    rewrite: Option<Vec<RuleSpec>>,
+    rewrite_types: Option<Vec<String>>,
+    proxy_redirect: Option<bool>,
+    portal_rewrite: Option<bool>,
     enabled: Option<bool>,
     add_slash: Option<bool>,
     preserve_host: Option<bool>,
@@ -197,6 +205,14 @@ struct RawTls {
     redirect_http: Option<bool>,
     public_port: Option<u16>,
     hsts: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHostPort {
+    allow: Option<Vec<String>>,
+    ports: Option<Vec<u16>>,
+    allow_loopback: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -264,6 +280,9 @@ pub struct Config {
     pub admin_listen: Option<String>,
     pub tls: Option<Tls>,
     pub limits: Limits,
+    /// The `/a/<host>:<port>/…` route; `None` (off) unless destinations are
+    /// allowed.
+    pub hostport: Option<HostPort>,
     /// Active routes only: a route without an upstream is not here.
     pub routes: Vec<Route>,
     /// Routes that exist by name but have no upstream, for `pylon -t`.
@@ -287,6 +306,21 @@ pub struct Route {
     pub deny: Vec<IpNet>,
     /// Requests per second per client address; `None` = unlimited.
     pub rate_limit: Option<u64>,
+    /// Body rules (the portal's derived ones first); `None` = no rewriting.
+    pub rewrite: Option<Arc<RuleSet>>,
+    pub rewrite_types: Vec<String>,
+    /// Suffix for ETags of rewritten responses: changes with the rules, so
+    /// browsers never keep a body rewritten by old rules (original #468).
+    pub etag_suffix: String,
+    /// Rewrite Location/Content-Location/Refresh that point at upstreams.
+    pub proxy_redirect: bool,
+    /// Turn an upstream's 307 to an unknown `http://host:port/…` (a WebHDFS
+    /// datanode) into a 307 through `/a/` with an empty body.
+    pub webhdfs_redirect: bool,
+    /// The route's own rules as written (before the portal's derived ones).
+    pub rule_specs: Vec<RuleSpec>,
+    /// On the `/` route: replace every other upstream URI by its prefix.
+    pub portal_rewrite: bool,
     /// Where the upstream came from, for `pylon -t` (`file` or the variable).
     pub upstream_source: String,
     pub add_slash: bool,
@@ -315,6 +349,17 @@ pub struct Tls {
     pub public_port: u16,
     /// `Strict-Transport-Security` max-age on HTTPS responses; 0 = none.
     pub hsts_seconds: u64,
+}
+
+/// Where `/a/<host>:<port>/…` may forward: checked on the resolved address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    pub allow: Vec<IpNet>,
+    /// Empty: any port.
+    pub ports: Vec<u16>,
+    /// Loopback, link-local, unspecified addresses and Pylon's own ports are
+    /// refused unless this is set (tests on one machine need it).
+    pub allow_loopback: bool,
 }
 
 /// Request-head limits, as strict as nginx's defaults.
@@ -535,6 +580,35 @@ fn check(raw: RawPylon, env: &dyn Env) -> Result<Config, ConfigError> {
         }
     };
 
+    let hostport = match raw.hostport {
+        None => None,
+        Some(h) => {
+            let mut allow = Vec::new();
+            for (i, c) in h.allow.unwrap_or_default().iter().enumerate() {
+                allow.push(parse_cidr(c).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("pylon.hostport.allow[{i}]"),
+                        c,
+                        "expected an IP address or CIDR",
+                    )
+                })?);
+            }
+            let ports = h.ports.unwrap_or_default();
+            if ports.contains(&0) {
+                return Err(ConfigError::new(
+                    "pylon.hostport.ports",
+                    "0",
+                    "ports are 1-65535",
+                ));
+            }
+            (!allow.is_empty()).then_some(HostPort {
+                allow,
+                ports,
+                allow_loopback: h.allow_loopback.unwrap_or(false),
+            })
+        }
+    };
+
     // Standard routes always exist by name; the file may tune or add to them.
     let mut raw_routes = raw.routes.unwrap_or_default();
     let mut names: Vec<String> = STANDARD_ROUTES.iter().map(|s| s.name.to_string()).collect();
@@ -564,6 +638,8 @@ fn check(raw: RawPylon, env: &dyn Env) -> Result<Config, ConfigError> {
         }
     }
 
+    compile_rewrites(&mut routes)?;
+
     Ok(Config {
         listen,
         trusted_proxies,
@@ -574,6 +650,7 @@ fn check(raw: RawPylon, env: &dyn Env) -> Result<Config, ConfigError> {
         admin_listen,
         tls,
         limits,
+        hostport,
         routes,
         inactive,
     })
@@ -773,6 +850,15 @@ fn check_route(
     };
     let allow = cidrs("allow", &spec.allow)?;
     let deny = cidrs("deny", &spec.deny)?;
+    let rules = spec.rewrite.clone().unwrap_or_default();
+    // Checked here so the error names the rule; compiled again with the
+    // portal's derived rules once every route is known.
+    RuleSet::new(&rules)
+        .map_err(|e| ConfigError::new(e.key(&key("rewrite")), &e.value, &e.reason))?;
+    let rewrite_types = spec
+        .rewrite_types
+        .clone()
+        .unwrap_or_else(rewrite::default_types);
 
     Ok(Some(Route {
         name: name.to_string(),
@@ -783,6 +869,13 @@ fn check_route(
         allow,
         deny,
         rate_limit: spec.rate_limit.filter(|n| *n > 0),
+        rewrite: None,
+        rewrite_types,
+        etag_suffix: String::new(),
+        proxy_redirect: spec.proxy_redirect.unwrap_or(true),
+        webhdfs_redirect: matches!(name, "webhdfs-api" | "webhdfs-alias"),
+        rule_specs: rules,
+        portal_rewrite: spec.portal_rewrite.unwrap_or(true),
         upstream_source: source,
         add_slash: spec
             .add_slash
@@ -797,6 +890,49 @@ fn check_route(
         tls_ca_file: spec.tls_ca_file,
         tls_sni: spec.tls_sni,
     }))
+}
+
+/// The portal's derived rules (every other upstream URI → its prefix, the
+/// original's hand-kept sub_filter list), then each route's own rules,
+/// compiled once; and the ETag suffix that identifies them.
+fn compile_rewrites(routes: &mut [Route]) -> Result<(), ConfigError> {
+    let mut derived: Vec<(String, String)> = Vec::new();
+    for r in routes.iter().filter(|r| r.prefix != "/") {
+        for e in &r.endpoints {
+            let scheme = if e.tls { "https" } else { "http" };
+            let pattern = format!("{scheme}://{}{}", e.authority, e.base_path);
+            if !derived.iter().any(|(p, _)| *p == pattern) {
+                derived.push((pattern, r.prefix.clone()));
+            }
+        }
+    }
+    // Longest first: a URI with a base path before the bare authority.
+    derived.sort_by_key(|(pattern, _)| std::cmp::Reverse(pattern.len()));
+    for r in routes.iter_mut() {
+        let mut specs: Vec<RuleSpec> = Vec::new();
+        if r.prefix == "/" && r.portal_rewrite {
+            specs.extend(
+                derived
+                    .iter()
+                    .map(|(p, to)| RuleSpec::literal(p.clone(), to.clone())),
+            );
+        }
+        specs.extend(r.rule_specs.iter().cloned());
+        if specs.is_empty() {
+            continue;
+        }
+        let set = RuleSet::new(&specs).map_err(|e| {
+            ConfigError::new(
+                format!("pylon.routes.{}.rewrite", r.name),
+                &e.value,
+                &e.reason,
+            )
+        })?;
+        r.etag_suffix =
+            crate::redirect::config_suffix(format!("{specs:?}{:?}", r.rewrite_types).as_bytes());
+        r.rewrite = Some(Arc::new(set));
+    }
+    Ok(())
 }
 
 fn check_tls(t: RawTls, plain: &[String]) -> Result<Tls, ConfigError> {

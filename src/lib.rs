@@ -8,6 +8,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod headers;
+pub mod hostport;
 pub mod lifecycle;
 pub mod metrics;
 pub mod path;

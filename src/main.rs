@@ -72,6 +72,20 @@ fn describe(loaded: &Loaded) -> String {
             r.name, r.prefix, r.upstream, r.upstream_source
         ));
     }
+    if let Some(h) = &loaded.pylon.hostport {
+        let allow: Vec<String> = h.allow.iter().map(|n| n.to_string()).collect();
+        out.push_str(&format!(
+            "  {:<22} {:<22} -> <host>:<port> in [{}]{}\n",
+            "hostport",
+            "/a",
+            allow.join(", "),
+            if h.ports.is_empty() {
+                String::new()
+            } else {
+                format!(" ports {:?}", h.ports)
+            }
+        ));
+    }
     if !loaded.pylon.inactive.is_empty() {
         out.push_str(&format!(
             "inactive (no upstream set): {}\n",

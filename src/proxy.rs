@@ -29,11 +29,14 @@ use pingora::{ErrorSource, ErrorType};
 use pingora_limits::rate::Rate;
 
 use crate::access_log::{self, Entry};
-use crate::config::{AccessLogFormat, Config, Limits, Route, Tls};
+use crate::config::{AccessLogFormat, Config, HostPort, Limits, Route, Tls};
 use crate::headers;
+use crate::hostport;
 use crate::lifecycle::{self, InFlight};
 use crate::metrics::{self, Metrics};
 use crate::path;
+use crate::redirect::{self, PublicOrigin, Redirects};
+use crate::rewrite::{self, Streamer, Vars};
 use crate::routing::{self, Router};
 use crate::upstream::Upstream;
 
@@ -53,6 +56,12 @@ pub struct Pylon {
     metrics: Arc<Metrics>,
     tls: Option<Tls>,
     limits: Limits,
+    redirects: Redirects,
+    hostport: Option<HostPort>,
+    /// Pylon's own listening addresses, never a `/a/` destination.
+    own_addrs: Vec<SocketAddr>,
+    /// Timeouts of `/a/` destinations: those of an unconfigured route.
+    hostport_template: HttpPeer,
 }
 
 const X_REQUEST_ID: &str = "x-request-id";
@@ -79,12 +88,45 @@ impl Pylon {
             metrics,
             tls: cfg.tls.clone(),
             limits: cfg.limits,
+            redirects: Redirects::new(cfg.routes.iter().map(|r| (r.prefix.as_str(), &r.upstream))),
+            hostport: cfg.hostport.clone(),
+            own_addrs: cfg
+                .listen
+                .iter()
+                .chain(&cfg.admin_listen)
+                .chain(cfg.tls.iter().flat_map(|t| &t.listen))
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+            hostport_template: {
+                let mut p =
+                    HttpPeer::new(SocketAddr::from(([0, 0, 0, 0], 80)), false, String::new());
+                p.options.connection_timeout = Some(Duration::from_secs(10));
+                p.options.read_timeout = Some(Duration::from_secs(3600));
+                p.options.write_timeout = Some(Duration::from_secs(3600));
+                p.options.idle_timeout = Some(Duration::from_secs(30));
+                p
+            },
         }
     }
 }
 
+/// A `/a/<host>:<port>/…` destination, checked and resolved.
+struct Dynamic {
+    addr: SocketAddr,
+    /// `host:port` as the client wrote it: the upstream's `Host`.
+    authority: String,
+    /// `/a/host:port`, sent as `X-Forwarded-Prefix`.
+    prefix: String,
+}
+
 pub struct Ctx {
     request_id: String,
+    dynamic: Option<Dynamic>,
+    /// Rewrites this response's body, when its route has rules and its type
+    /// matches.
+    rewriter: Option<Streamer>,
+    /// The body is replaced by nothing (the WebHDFS 307 pyhdfs asserts on).
+    drop_body: bool,
     _in_flight: InFlight,
     started: Instant,
     route: Option<usize>,
@@ -169,6 +211,9 @@ impl ProxyHttp for Pylon {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             request_id: String::new(),
+            dynamic: None,
+            rewriter: None,
+            drop_body: false,
             _in_flight: InFlight::enter(),
             started: Instant::now(),
             route: None,
@@ -258,6 +303,69 @@ impl ProxyHttp for Pylon {
             }
         }
 
+        if let Some(policy) = &self.hostport {
+            if let Some(after) = target
+                .path
+                .strip_prefix("/a")
+                .filter(|r| r.starts_with('/'))
+            {
+                ctx.route = None;
+                let Some((dest, rest)) = hostport::split(after)
+                    .and_then(|(seg, rest)| Some((hostport::parse(seg)?, rest)))
+                else {
+                    return respond(
+                        session,
+                        &ctx.request_id,
+                        400,
+                        &[],
+                        "Bad request: expected /a/<host>:<port>/<path>.\n",
+                    )
+                    .await;
+                };
+                let ((host, port), authority) = (dest, format!("{}:{}", dest.0, dest.1));
+                let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+                    Ok(ip) => vec![SocketAddr::new(ip, port)],
+                    Err(_) => match tokio::net::lookup_host((host, port)).await {
+                        Ok(found) => found.collect(),
+                        Err(_) => Vec::new(),
+                    },
+                };
+                if addrs.is_empty() {
+                    return respond(
+                        session,
+                        &ctx.request_id,
+                        502,
+                        &[],
+                        "502 upstream unavailable: cannot resolve the host\n",
+                    )
+                    .await;
+                }
+                // Every address the name has must be allowed: the name is the
+                // client's to choose, the addresses are not.
+                if let Some(why) = addrs
+                    .iter()
+                    .find_map(|a| hostport::check(*a, policy, &self.own_addrs).err())
+                {
+                    debug!("403 for /a/{authority}: {why}");
+                    return respond(
+                        session,
+                        &ctx.request_id,
+                        403,
+                        &[],
+                        "Forbidden: destination not allowed.\n",
+                    )
+                    .await;
+                }
+                ctx.upstream_target = routing::upstream_target("", rest, target.query);
+                ctx.dynamic = Some(Dynamic {
+                    addr: addrs[0],
+                    prefix: format!("/a/{authority}"),
+                    authority,
+                });
+                return Ok(false);
+            }
+        }
+
         let Some(m) = self.router.find(&target.path) else {
             return respond(
                 session,
@@ -327,6 +435,12 @@ impl ProxyHttp for Pylon {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        if let Some(d) = &ctx.dynamic {
+            let mut peer = Box::new(self.hostport_template.clone());
+            peer._address = pingora::protocols::l4::socket::SocketAddr::Inet(d.addr);
+            ctx.upstream_addr = Some(d.addr);
+            return Ok(peer);
+        }
         let route = ctx
             .route
             .and_then(|i| self.routes.get(i))
@@ -378,16 +492,41 @@ impl ProxyHttp for Pylon {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let Some(route) = ctx.route.and_then(|i| self.routes.get(i)) else {
-            return Err(Error::new(ErrorType::InternalError));
+        let route = ctx.route.and_then(|i| self.routes.get(i));
+        // (Host to send, public prefix) of the route or the `/a/` destination.
+        let (upstream_host, prefix) = match (route, &ctx.dynamic) {
+            (Some(r), _) => (
+                (!r.cfg.preserve_host).then_some(r.cfg.upstream.authority.as_str()),
+                r.cfg.prefix.as_str(),
+            ),
+            (None, Some(d)) => (Some(d.authority.as_str()), d.prefix.as_str()),
+            (None, None) => return Err(Error::new(ErrorType::InternalError)),
         };
         req.set_raw_path(&ctx.upstream_target)?;
 
         // `req` is a fresh copy of the client's request: read what the client
         // sent from it before overwriting.
         let client_host = req.headers.get(HOST).cloned();
-        if !route.cfg.preserve_host {
-            req.insert_header(HOST, route.cfg.upstream.authority.as_str())?;
+        if let Some(h) = upstream_host {
+            req.insert_header(HOST, h)?;
+        }
+        if let Some(r) = route.filter(|r| r.cfg.rewrite.is_some()) {
+            // Bodies must arrive uncompressed to be rewritten (the original
+            // sent `Accept-Encoding: ""` for the same reason); validators
+            // lose the suffix Pylon added, or go when they do not carry it.
+            req.remove_header("accept-encoding");
+            if let Some(inm) = req
+                .headers
+                .get("if-none-match")
+                .and_then(|v| v.to_str().ok())
+            {
+                match redirect::if_none_match_in(inm, &r.cfg.etag_suffix) {
+                    Some(v) => req.insert_header("if-none-match", v)?,
+                    None => {
+                        req.remove_header("if-none-match");
+                    }
+                }
+            }
         }
 
         req.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
@@ -419,10 +558,10 @@ impl ProxyHttp for Pylon {
                 req.remove_header("X-Forwarded-Host");
             }
         }
-        if route.cfg.prefix == "/" {
+        if prefix == "/" {
             req.remove_header("X-Forwarded-Prefix");
         } else {
-            req.insert_header("X-Forwarded-Prefix", route.cfg.prefix.as_str())?;
+            req.insert_header("X-Forwarded-Prefix", prefix)?;
         }
         Ok(())
     }
@@ -481,7 +620,25 @@ impl ProxyHttp for Pylon {
         {
             resp.remove_header(name);
         }
+        if let Some(i) = ctx.route {
+            self.rewrite_response(session, resp, ctx, i)?;
+        }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if ctx.drop_body {
+            *body = None;
+        } else if let Some(r) = ctx.rewriter.as_mut() {
+            r.filter(body, end_of_stream);
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -577,5 +734,115 @@ impl ProxyHttp for Pylon {
             user_agent: req.headers.get("user-agent").map(|v| v.as_bytes()),
         };
         access_log::write(self.access_log, &entry);
+    }
+}
+
+impl Pylon {
+    /// Redirect, body and ETag rewriting of one upstream response of route
+    /// `i` (response_filter).
+    fn rewrite_response(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+        i: usize,
+    ) -> Result<()> {
+        let Some(route) = self.routes.get(i) else {
+            return Ok(());
+        };
+        let req = session.req_header();
+        let scheme = if is_tls(session) { "https" } else { "http" };
+        let host = req.headers.get(HOST).and_then(|v| v.to_str().ok());
+        let public = PublicOrigin::new(scheme, host);
+        let status = resp.status.as_u16();
+
+        if route.cfg.webhdfs_redirect && status == 307 {
+            let to_datanode = resp
+                .headers
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .filter(|loc| self.redirects.location(loc, &public, i).is_none())
+                .and_then(redirect::datanode_redirect);
+            if let Some(path) = to_datanode.filter(|_| self.hostport.is_some()) {
+                // pyhdfs asserts that this 307 has an empty body.
+                resp.insert_header(LOCATION, public.absolute(&path))?;
+                resp.remove_header(&http::header::TRANSFER_ENCODING);
+                resp.insert_header(CONTENT_LENGTH, "0")?;
+                ctx.drop_body = true;
+                self.metrics.route(ctx.route).rewrites.inc();
+                return Ok(());
+            }
+        }
+
+        let mut rewritten = false;
+        if route.cfg.proxy_redirect {
+            for name in [LOCATION, http::header::CONTENT_LOCATION] {
+                let new = resp
+                    .headers
+                    .get(&name)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| self.redirects.location(v, &public, i));
+                if let Some(v) = new {
+                    resp.insert_header(name, v)?;
+                    rewritten = true;
+                }
+            }
+            let refresh = resp
+                .headers
+                .get("refresh")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| self.redirects.refresh(v, &public, i));
+            if let Some(v) = refresh {
+                resp.insert_header("refresh", v)?;
+                rewritten = true;
+            }
+        }
+
+        if route.cfg.rewrite.is_some() && status == 304 {
+            // The validator of a body this route would have rewritten.
+            let etag = resp
+                .headers
+                .get(http::header::ETAG)
+                .and_then(|v| v.to_str().ok());
+            if let Some(tagged) = etag.map(|e| redirect::etag_out(e, &route.cfg.etag_suffix)) {
+                resp.insert_header(http::header::ETAG, tagged)?;
+            }
+        }
+        if let Some(rules) = &route.cfg.rewrite {
+            let has_body =
+                req.method != http::Method::HEAD && !matches!(status, 100..=199 | 204 | 304);
+            let content_type = resp.headers.get(CONTENT_TYPE).map(|v| v.as_bytes());
+            let encoded = resp.headers.get(http::header::CONTENT_ENCODING).is_some();
+            let vars = Vars::new(scheme, host.unwrap_or_default(), &route.cfg.prefix);
+            if has_body && !encoded && rewrite::rewritable(content_type, &route.cfg.rewrite_types) {
+                if let Some(vars) = vars {
+                    ctx.rewriter = Some(rules.streamer(vars));
+                    // The length changes; headers go out before the body.
+                    resp.remove_header(&CONTENT_LENGTH);
+                    if req.version == http::Version::HTTP_10 {
+                        // An HTTP/1.0 client knows no chunked encoding: the
+                        // body ends with the connection.
+                        resp.remove_header(&http::header::TRANSFER_ENCODING);
+                        session.set_keepalive(None);
+                    } else {
+                        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                    }
+                    let etag = resp
+                        .headers
+                        .get(http::header::ETAG)
+                        .and_then(|v| v.to_str().ok());
+                    if let Some(tagged) =
+                        etag.map(|e| redirect::etag_out(e, &route.cfg.etag_suffix))
+                    {
+                        resp.insert_header(http::header::ETAG, tagged)?;
+                    }
+                    rewritten = true;
+                }
+            }
+        }
+        if rewritten {
+            self.metrics.route(ctx.route).rewrites.inc();
+        }
+        Ok(())
     }
 }
