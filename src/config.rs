@@ -210,6 +210,7 @@ struct RawTls {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHostPort {
+    prefixes: Option<Vec<String>>,
     allow: Option<Vec<String>>,
     ports: Option<Vec<u16>>,
     allow_loopback: Option<bool>,
@@ -354,6 +355,10 @@ pub struct Tls {
 /// Where `/a/<host>:<port>/…` may forward: checked on the resolved address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPort {
+    /// Paths whose next segment may name a destination: `/a/<host>:<port>/…`.
+    /// `/a` takes only destinations; under the others a segment that is not
+    /// `host:port` falls through to the normal routes (`/yarn/cluster`).
+    pub prefixes: Vec<String>,
     pub allow: Vec<IpNet>,
     /// Empty: any port.
     pub ports: Vec<u16>,
@@ -601,7 +606,21 @@ fn check(raw: RawPylon, env: &dyn Env) -> Result<Config, ConfigError> {
                     "ports are 1-65535",
                 ));
             }
+            let mut prefixes = Vec::new();
+            for (i, p) in h
+                .prefixes
+                .unwrap_or_else(|| vec!["/a".into(), "/yarn".into(), "/log-manager".into()])
+                .iter()
+                .enumerate()
+            {
+                let key = format!("pylon.hostport.prefixes[{i}]");
+                match normalise_prefix(p) {
+                    Some(n) if n != "/" => prefixes.push(n),
+                    _ => return Err(ConfigError::new(key, p, "must be a path prefix such as /a")),
+                }
+            }
             (!allow.is_empty()).then_some(HostPort {
+                prefixes,
                 allow,
                 ports,
                 allow_loopback: h.allow_loopback.unwrap_or(false),

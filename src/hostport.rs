@@ -84,6 +84,7 @@ mod tests {
 
     fn policy(allow: &[&str], ports: &[u16], loopback: bool) -> HostPort {
         HostPort {
+            prefixes: vec!["/a".into()],
             allow: allow.iter().map(|s| s.parse().unwrap()).collect(),
             ports: ports.to_vec(),
             allow_loopback: loopback,

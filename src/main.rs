@@ -77,7 +77,7 @@ fn describe(loaded: &Loaded) -> String {
         out.push_str(&format!(
             "  {:<22} {:<22} -> <host>:<port> in [{}]{}\n",
             "hostport",
-            "/a",
+            h.prefixes.join(","),
             allow.join(", "),
             if h.ports.is_empty() {
                 String::new()

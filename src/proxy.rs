@@ -304,15 +304,20 @@ impl ProxyHttp for Pylon {
         }
 
         if let Some(policy) = &self.hostport {
-            if let Some(after) = target
-                .path
-                .strip_prefix("/a")
-                .filter(|r| r.starts_with('/'))
-            {
-                ctx.route = None;
-                let Some((dest, rest)) = hostport::split(after)
-                    .and_then(|(seg, rest)| Some((hostport::parse(seg)?, rest)))
-                else {
+            let found = policy.prefixes.iter().find_map(|p| {
+                let after = target
+                    .path
+                    .strip_prefix(p.as_str())
+                    .filter(|r| r.starts_with('/'))?;
+                let (seg, rest) = hostport::split(after)?;
+                Some((
+                    p.as_str(),
+                    hostport::parse(seg).map(|d| (d, seg, p.as_str(), rest)),
+                ))
+            });
+            let dest = match found {
+                Some((_, Some(d))) => Some(d),
+                Some(("/a", None)) => {
                     return respond(
                         session,
                         &ctx.request_id,
@@ -321,8 +326,13 @@ impl ProxyHttp for Pylon {
                         "Bad request: expected /a/<host>:<port>/<path>.\n",
                     )
                     .await;
-                };
-                let ((host, port), authority) = (dest, format!("{}:{}", dest.0, dest.1));
+                }
+                _ => None,
+            };
+            if let Some((dest, seg, matched, rest)) = dest {
+                ctx.route = None;
+                // As written: brackets kept for IPv6.
+                let ((host, port), authority) = (dest, seg.to_string());
                 let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
                     Ok(ip) => vec![SocketAddr::new(ip, port)],
                     Err(_) => match tokio::net::lookup_host((host, port)).await {
@@ -357,9 +367,10 @@ impl ProxyHttp for Pylon {
                     .await;
                 }
                 ctx.upstream_target = routing::upstream_target("", rest, target.query);
+                let prefix = format!("{matched}/{seg}");
                 ctx.dynamic = Some(Dynamic {
                     addr: addrs[0],
-                    prefix: format!("/a/{authority}"),
+                    prefix,
                     authority,
                 });
                 return Ok(false);
