@@ -761,6 +761,13 @@ impl Pylon {
         let Some(route) = self.routes.get(i) else {
             return Ok(());
         };
+        let has_redirect = resp.headers.contains_key(LOCATION)
+            || resp.headers.contains_key(http::header::CONTENT_LOCATION)
+            || resp.headers.contains_key("refresh");
+        if !has_redirect && route.cfg.rewrite.is_none() {
+            // The common case: nothing to rewrite, nothing to allocate.
+            return Ok(());
+        }
         let req = session.req_header();
         let scheme = if is_tls(session) { "https" } else { "http" };
         let host = req.headers.get(HOST).and_then(|v| v.to_str().ok());
@@ -786,7 +793,7 @@ impl Pylon {
         }
 
         let mut rewritten = false;
-        if route.cfg.proxy_redirect {
+        if route.cfg.proxy_redirect && has_redirect {
             for name in [LOCATION, http::header::CONTENT_LOCATION] {
                 let new = resp
                     .headers
