@@ -13,7 +13,9 @@ APT_PACKAGES=(
     systemd  # tests/deploy_files.rs: systemd-analyze verify on the unit
     prometheus       # tests/prometheus.rs: a real Prometheus behind /prometheus
     ca-certificates  # tests/deploy_files.rs: the ConfigMap's pylon.yaml checked by pylon -t
-    curl             # tests/tls.rs: an HTTP/1.1 and HTTP/2 client over TLS
+    curl             # tests/tls_and_limits.rs: an HTTP/1.1 and HTTP/2 client over TLS
+    nginx                          # tests/rewriting.rs, tests/lifecycle.rs: the reference for parity
+    libnginx-mod-http-subs-filter  # tests/rewriting.rs: the original's subs_filter rules
 )
 PIP_PACKAGES=(
     kubernetes-validate  # offline schema check of deploy/kubernetes/*.yaml
