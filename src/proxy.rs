@@ -147,6 +147,11 @@ fn is_tls(session: &Session) -> bool {
 
 /// 414 or 431 when the request head exceeds the configured limits.
 fn over_limits(req: &RequestHeader, limits: &Limits) -> Option<(u16, &'static str)> {
+    // Methods are short words; a long one is an attack on a parser, not a
+    // request (nginx's limit on the request line covers it the same way).
+    if req.method.as_str().len() > 32 {
+        return Some((400, "Bad request: method too long.\n"));
+    }
     if req.raw_path().len() > limits.max_uri_length {
         return Some((414, "Request target too long.\n"));
     }
@@ -162,6 +167,35 @@ fn over_limits(req: &RequestHeader, limits: &Limits) -> Option<(u16, &'static st
         return Some((431, "Request headers too large.\n"));
     }
     None
+}
+
+/// `Some(value)` when the request repeats one Content-Length (two equal
+/// lines, or `5, 5`) and should carry it once; an error when the repeats
+/// differ; `None` in the usual case of at most one plain value.
+fn single_content_length(req: &RequestHeader) -> Result<Option<Vec<u8>>> {
+    let mut lines = req.headers.get_all(CONTENT_LENGTH).iter();
+    let Some(first) = lines.next() else {
+        return Ok(None);
+    };
+    let more = lines.next().is_some();
+    if !more && !first.as_bytes().contains(&b',') {
+        return Ok(None);
+    }
+    let values: Vec<&[u8]> = req
+        .headers
+        .get_all(CONTENT_LENGTH)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .collect();
+    if values.windows(2).all(|w| w[0] == w[1]) {
+        Ok(values.first().map(|v| v.to_vec()))
+    } else {
+        Err(Error::explain(
+            ErrorType::HTTPStatus(400),
+            "conflicting Content-Length values",
+        ))
+    }
 }
 
 fn peer_ip(session: &Session) -> Option<IpAddr> {
@@ -514,6 +548,12 @@ impl ProxyHttp for Pylon {
             (None, None) => return Err(Error::new(ErrorType::InternalError)),
         };
         req.set_raw_path(&ctx.upstream_target)?;
+        // Pingora refuses differing Content-Length values but passes equal
+        // repeats (`5` twice, or `5, 5`); send one, as RFC 9110 §8.6 allows,
+        // so no upstream can read the framing differently.
+        if let Some(length) = single_content_length(req)? {
+            req.insert_header(CONTENT_LENGTH, length)?;
+        }
 
         // `req` is a fresh copy of the client's request: read what the client
         // sent from it before overwriting.

@@ -1294,7 +1294,6 @@ fn malformed_content_length_is_refused() {
 /// (`55`, the first of two, a refusal after reading the body) can lose
 /// track of where the next request on the pooled connection starts.
 #[test]
-#[ignore = "known issue: identical duplicate Content-Length (two lines, or `5, 5`) is forwarded to the upstream as-is instead of one `Content-Length: 5`"]
 fn identical_duplicate_content_length_reaches_the_upstream_once() {
     let rig = Rig::start();
     let cases = vec![
@@ -2476,7 +2475,6 @@ fn oversized_request_heads_are_refused_and_survived() {
 /// method is part of the request line too; nginx refuses a request line
 /// over 8k whatever makes it long.
 #[test]
-#[ignore = "known issue: a 100 KiB method name is forwarded to the upstream; the request-head limits cover the target and headers only"]
 fn oversized_methods_are_refused() {
     let rig = Rig::start();
     let cases = vec![case(
