@@ -302,3 +302,43 @@ fn rate_limits_answer_429_with_retry_after_and_recover() {
     );
     assert!((0..30).all(|_| other.get("/grafana/x").status == 200));
 }
+
+/// Slowloris: 1,000 connections dribbling a request head do not keep a
+/// normal client waiting; each costs Pylon a parked task, not a worker.
+#[test]
+fn a_thousand_slow_clients_do_not_block_a_normal_one() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    use std::time::Instant;
+
+    let up = Upstream::start("rest");
+    let p = Pylon::start(
+        &format!("routes:\n  rest-server:\n    upstream: {}\n", up.uri()),
+        &[] as &[(&str, &str)],
+    );
+    let mut slow = Vec::with_capacity(1000);
+    for i in 0..1000 {
+        let mut s = TcpStream::connect(p.addr()).expect("slow client connect");
+        s.write_all(format!("GET /rest-server/slow{i} HTTP/1.1\r\nHost: h\r\nX-A: ").as_bytes())
+            .expect("slow client head");
+        slow.push(s);
+    }
+    for round in 0..3 {
+        // Every slow client sends one more byte, keeping its head open.
+        for s in &mut slow {
+            let _ = s.write_all(b"a");
+        }
+        let started = Instant::now();
+        let r = p.get("/rest-server/normal");
+        let took = started.elapsed();
+        assert_eq!(r.status, 200);
+        assert!(
+            took < Duration::from_secs(1),
+            "round {round}: a normal request took {took:?}"
+        );
+        thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(up.count(), 3, "no slow request was completed and forwarded");
+    drop(slow);
+    assert_eq!(p.get("/healthz").status, 200);
+}
