@@ -162,6 +162,7 @@ struct RawPylon {
     shutdown_notice: Option<Scalar>,
     access_log: Option<String>,
     admin_listen: Option<String>,
+    server_names: Option<Vec<String>>,
     tls: Option<RawTls>,
     limits: Option<RawLimits>,
     hostport: Option<RawHostPort>,
@@ -279,6 +280,10 @@ pub struct Config {
     pub access_log: AccessLogFormat,
     /// Where `/metrics`, `/status` and `/healthz` are served; `None` = off.
     pub admin_listen: Option<String>,
+    /// Host names (or addresses) clients may use, lower case; empty: any.
+    /// Redirects and rewritten pages are built from the client's Host, so
+    /// this keeps Pylon from emitting links to a host an attacker chose.
+    pub server_names: Vec<String>,
     pub tls: Option<Tls>,
     pub limits: Limits,
     /// The `/a/<host>:<port>/…` route; `None` (off) unless destinations are
@@ -535,6 +540,22 @@ fn check(raw: RawPylon, env: &dyn Env) -> Result<Config, ConfigError> {
         }
     };
 
+    let mut server_names = Vec::new();
+    for (i, n) in raw.server_names.unwrap_or_default().iter().enumerate() {
+        let name = n.trim().to_ascii_lowercase();
+        let ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+        if !ok {
+            return Err(ConfigError::new(
+                format!("pylon.server_names[{i}]"),
+                n,
+                "expected a host name or address without port",
+            ));
+        }
+        server_names.push(name);
+    }
     let tls = match raw.tls {
         None => None,
         Some(t) => Some(check_tls(t, &listen)?),
@@ -667,6 +688,7 @@ fn check(raw: RawPylon, env: &dyn Env) -> Result<Config, ConfigError> {
         shutdown_notice,
         access_log,
         admin_listen,
+        server_names,
         tls,
         limits,
         hostport,

@@ -139,6 +139,22 @@ pub fn https_location(
     Some(out)
 }
 
+/// Whether a `Host` value (port ignored, case-insensitive) is one of
+/// `names`; any host is when `names` is empty.
+pub fn host_allowed(host: Option<&[u8]>, names: &[String]) -> bool {
+    if names.is_empty() {
+        return true;
+    }
+    let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().map(|a| format!("[{a}]")),
+        None => host.split(':').next().map(str::to_string),
+    };
+    name.is_some_and(|n| names.iter().any(|allowed| allowed.eq_ignore_ascii_case(&n)))
+}
+
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
 /// removed in both directions. `Transfer-Encoding` is left to Pingora, which
 /// owns the framing.
@@ -236,6 +252,16 @@ mod tests {
         assert_eq!(https_location(Some(b"evil.com/x"), 443, "/", None), None);
         assert_eq!(https_location(Some(b"a\r\nb"), 443, "/", None), None);
         assert_eq!(https_location(None, 443, "/", None), None);
+    }
+
+    #[test]
+    fn server_names() {
+        let names = vec!["pylon.example".to_string(), "10.0.3.9".to_string()];
+        assert!(host_allowed(Some(b"Pylon.Example:8080"), &names));
+        assert!(host_allowed(Some(b"10.0.3.9"), &names));
+        assert!(!host_allowed(Some(b"evil.example"), &names));
+        assert!(!host_allowed(None, &names));
+        assert!(host_allowed(Some(b"anything"), &[]));
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub struct Pylon {
     metrics: Arc<Metrics>,
     tls: Option<Tls>,
     limits: Limits,
+    server_names: Vec<String>,
     redirects: Redirects,
     hostport: Option<HostPort>,
     /// Pylon's own listening addresses, never a `/a/` destination.
@@ -88,6 +89,7 @@ impl Pylon {
             metrics,
             tls: cfg.tls.clone(),
             limits: cfg.limits,
+            server_names: cfg.server_names.clone(),
             redirects: Redirects::new(cfg.routes.iter().map(|r| (r.prefix.as_str(), &r.upstream))),
             hostport: cfg.hostport.clone(),
             own_addrs: cfg
@@ -307,6 +309,24 @@ impl ProxyHttp for Pylon {
                 false => respond(session, &ctx.request_id, 200, &[], "Pylon ready.").await,
                 true => respond(session, &ctx.request_id, 503, &[], "Pylon draining.").await,
             };
+        }
+
+        // Probes (/healthz, above) may use any address; everything else must
+        // name this instance, since redirects and pages are built from Host.
+        let host = req
+            .headers
+            .get(HOST)
+            .map(|v| v.as_bytes())
+            .or_else(|| req.uri.host().map(str::as_bytes));
+        if !headers::host_allowed(host, &self.server_names) {
+            return respond(
+                session,
+                &ctx.request_id,
+                421,
+                &[],
+                "Misdirected request: unknown host.\n",
+            )
+            .await;
         }
 
         if let Some(tls) = self.tls.as_ref().filter(|t| t.redirect_http) {

@@ -342,3 +342,33 @@ fn a_thousand_slow_clients_do_not_block_a_normal_one() {
     drop(slow);
     assert_eq!(p.get("/healthz").status, 200);
 }
+
+/// With `server_names`, a Host the operator did not name gets 421 before
+/// anything is proxied or rewritten; probes keep working by address.
+#[test]
+fn unknown_hosts_are_misdirected() {
+    let up = Upstream::start("grafana");
+    let p = Pylon::start(
+        &format!(
+            "server_names: [\"pylon.example\", \"127.0.0.1\"]\nroutes:\n  grafana:\n    upstream: {}\n",
+            up.uri()
+        ),
+        &[] as &[(&str, &str)],
+    );
+    let ok = p.request(
+        b"GET /grafana/x HTTP/1.1\r\nHost: Pylon.Example:8080\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(ok.status, 200);
+    let evil =
+        p.request(b"GET /grafana HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n");
+    assert_eq!(
+        evil.status, 421,
+        "no redirect is built from an unknown Host"
+    );
+    assert!(evil.header("Location").is_none());
+    let none = p.request(b"GET /grafana/x HTTP/1.0\r\n\r\n");
+    assert_eq!(none.status, 421);
+    let probe = p.request(b"GET /healthz HTTP/1.1\r\nHost: 10.9.9.9\r\nConnection: close\r\n\r\n");
+    assert_eq!(probe.status, 200);
+    assert_eq!(up.count(), 1);
+}
