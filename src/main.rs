@@ -21,6 +21,9 @@ use pylon::upstream::{HealthReport, Refresher, Upstream};
 use pylon::{lifecycle, proxy};
 use std::time::Duration;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEFAULT_CONFIG: &str = "/etc/pylon/pylon.yaml";
 /// Pingora waits this long after SIGTERM/SIGQUIT before stopping; its own
 /// default (300 s) outlives every orchestrator's kill timeout.
