@@ -124,7 +124,8 @@ pub fn combined(e: &Entry) -> String {
     out
 }
 
-fn push_json_str(out: &mut String, raw: &[u8]) {
+/// Appends `raw` as a JSON string (lossy UTF-8), quotes included.
+pub(crate) fn push_json_str(out: &mut String, raw: &[u8]) {
     out.push('"');
     for ch in String::from_utf8_lossy(raw).chars() {
         match ch {

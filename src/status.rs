@@ -132,18 +132,7 @@ th{{background:#f4f4f4;font-weight:600}}td.n{{text-align:right;font-variant-nume
 }
 
 fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    crate::access_log::push_json_str(out, s.as_bytes());
 }
 
 fn json_num(out: &mut String, v: Option<f64>) {
