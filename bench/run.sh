@@ -57,7 +57,9 @@ for module in http_sub_module http_dav_module; do
 done
 
 # The tree as built is what gets measured; record it before building.
-PYLON_BENCH_COMMIT=$(git describe --always --dirty 2>/dev/null || echo unknown)
+PYLON_BENCH_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null \
+    || PYLON_BENCH_COMMIT="$PYLON_BENCH_COMMIT with uncommitted changes"
 export PYLON_BENCH_COMMIT
 echo "== building Pylon $PYLON_BENCH_COMMIT (cargo build --release --locked)"
 cargo build --release --locked

@@ -235,6 +235,8 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 struct ThreadResult {
     latencies_ns: Vec<u64>,
+    /// Answered requests including the warm-up, to divide CPU time by.
+    answered: u64,
     errors: u64,
     bad_status: u64,
     reconnects: u64,
@@ -272,6 +274,7 @@ fn rate(args: &Args) -> Result<String, String> {
                 tighten_timer_slack();
                 let mut r = ThreadResult {
                     latencies_ns: Vec::new(),
+                    answered: 0,
                     errors: 0,
                     bad_status: 0,
                     reconnects: 0,
@@ -298,6 +301,7 @@ fn rate(args: &Args) -> Result<String, String> {
                     let done = Instant::now();
                     let reconnect = match outcome {
                         Ok(resp) => {
+                            r.answered += 1;
                             if due >= measure_from {
                                 r.latencies_ns.push((done - due).as_nanos() as u64);
                                 if resp.status != 200 {
@@ -333,7 +337,7 @@ fn rate(args: &Args) -> Result<String, String> {
         })
         .collect();
     let mut all = Vec::new();
-    let (mut errors, mut bad_status, mut reconnects, mut late) = (0, 0, 0, 0);
+    let (mut errors, mut bad_status, mut reconnects, mut late, mut answered) = (0, 0, 0, 0, 0);
     for h in handles {
         let r = h.join().map_err(|_| "a connection thread panicked".to_string())?;
         all.extend(r.latencies_ns);
@@ -341,6 +345,7 @@ fn rate(args: &Args) -> Result<String, String> {
         bad_status += r.bad_status;
         reconnects += r.reconnects;
         late += r.late_sends;
+        answered += r.answered;
     }
     all.sort_unstable();
     let n = all.len();
@@ -350,7 +355,7 @@ fn rate(args: &Args) -> Result<String, String> {
         0.0
     };
     Ok(format!(
-        "{{\"requests\": {n}, \"rps\": {:.1}, \"errors\": {errors}, \"bad_status\": {bad_status}, \
+        "{{\"requests\": {n}, \"answered\": {answered}, \"rps\": {:.1}, \"errors\": {errors}, \"bad_status\": {bad_status}, \
          \"reconnects\": {reconnects}, \"late_sends\": {late}, \"mean_us\": {mean:.1}, \
          \"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \"p999_us\": {:.1}, \"max_us\": {:.1}}}",
         n as f64 / (secs - warmup),
