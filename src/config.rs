@@ -223,6 +223,10 @@ struct RawLimits {
     max_uri_length: Option<Scalar>,
     max_header_count: Option<u64>,
     max_header_bytes: Option<Scalar>,
+    header_timeout: Option<Scalar>,
+    body_timeout: Option<Scalar>,
+    body_min_rate: Option<Scalar>,
+    max_connections: Option<u64>,
 }
 
 /// One upstream URI, or several endpoints of the same service.
@@ -380,6 +384,16 @@ pub struct Limits {
     pub max_header_count: usize,
     /// Sum of header names and values (nginx: 4 buffers of 8 KiB).
     pub max_header_bytes: usize,
+    /// Whole request head, from the accept or the first byte of a later
+    /// request (nginx `client_header_timeout` 60 s, HAProxy's usual
+    /// `timeout http-request` 10 s).
+    pub header_timeout: Duration,
+    /// Waiting for body bytes, on top of what `body_min_rate` earns.
+    pub body_timeout: Duration,
+    /// Bytes per second; each `body_min_rate` bytes buy a second more.
+    pub body_min_rate: u64,
+    /// Open client connections per instance; more are closed unread.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -388,6 +402,10 @@ impl Default for Limits {
             max_uri_length: 8 << 10,
             max_header_count: 100,
             max_header_bytes: 32 << 10,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            body_min_rate: 500,
+            max_connections: 4096,
         }
     }
 }
@@ -602,6 +620,37 @@ fn check(raw: RawPylon, env: &dyn Env) -> Result<Config, ConfigError> {
                     &l.max_header_bytes,
                     d.max_header_bytes,
                 )?,
+                header_timeout: positive_duration(
+                    "pylon.limits.header_timeout",
+                    &l.header_timeout,
+                    d.header_timeout,
+                )?,
+                body_timeout: positive_duration(
+                    "pylon.limits.body_timeout",
+                    &l.body_timeout,
+                    d.body_timeout,
+                )?,
+                body_min_rate: match &l.body_min_rate {
+                    None => d.body_min_rate,
+                    Some(s) => parse_size(&s.text()).ok_or_else(|| {
+                        ConfigError::new(
+                            "pylon.limits.body_min_rate",
+                            s.text(),
+                            "expected bytes per second such as 500 or 1k (0: no rate)",
+                        )
+                    })?,
+                },
+                max_connections: match l.max_connections {
+                    None => d.max_connections,
+                    Some(0) => {
+                        return Err(ConfigError::new(
+                            "pylon.limits.max_connections",
+                            "0",
+                            "must be positive",
+                        ))
+                    }
+                    Some(n) => n as usize,
+                },
             }
         }
     };
@@ -1093,6 +1142,18 @@ fn parse_cidr(s: &str) -> Option<IpNet> {
         .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }
 
+fn positive_duration(
+    key: &str,
+    v: &Option<Scalar>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match opt_duration(key, v)? {
+        None => Ok(default),
+        Some(d) if d.is_zero() => Err(ConfigError::new(key, "0", "must be positive")),
+        Some(d) => Ok(d),
+    }
+}
+
 fn opt_duration(key: &str, v: &Option<Scalar>) -> Result<Option<Duration>, ConfigError> {
     match v {
         None => Ok(None),
@@ -1197,6 +1258,33 @@ mod tests {
         assert_eq!(g.upstream_source, "GRAFANA_URI");
         assert!(c.inactive.contains(&"portal".to_string()));
         assert_eq!(c.routes.len(), 2);
+    }
+
+    #[test]
+    fn client_limits_parse_and_bad_ones_name_the_key() {
+        let c = from_yaml(
+            "pylon:\n  limits:\n    header_timeout: 5s\n    body_timeout: 1m\n    body_min_rate: 1k\n    max_connections: 100\n",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.limits.header_timeout, Duration::from_secs(5));
+        assert_eq!(c.limits.body_timeout, Duration::from_secs(60));
+        assert_eq!(c.limits.body_min_rate, 1024);
+        assert_eq!(c.limits.max_connections, 100);
+        let d = from_yaml("", &env(&[])).unwrap().limits;
+        assert_eq!(d, Limits::default());
+        for (yaml, key) in [
+            ("header_timeout: 0", "pylon.limits.header_timeout"),
+            ("body_timeout: soon", "pylon.limits.body_timeout"),
+            ("body_min_rate: fast", "pylon.limits.body_min_rate"),
+            ("max_connections: 0", "pylon.limits.max_connections"),
+        ] {
+            let e = from_yaml(&format!("pylon:\n  limits:\n    {yaml}\n"), &env(&[])).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+        }
+        // A rate of 0 turns the rate off; it is not an error.
+        let c = from_yaml("pylon:\n  limits:\n    body_min_rate: 0\n", &env(&[])).unwrap();
+        assert_eq!(c.limits.body_min_rate, 0);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod client_deadlines;
 pub mod config;
+pub mod connection_guard;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod headers;

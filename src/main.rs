@@ -15,7 +15,9 @@ use pingora::services::background::background_service;
 use pingora::listeners::tls::TlsSettings;
 use pingora::services::listening::Service;
 use pylon::admin::{Admin, AdminRoute, Sampler};
+use pylon::client_deadlines::Policy;
 use pylon::config::{self, Config, ProcessEnv};
+use pylon::connection_guard::{GuardCounters, Guarded};
 use pylon::metrics::Metrics;
 use pylon::upstream::{HealthReport, Refresher, Upstream};
 use pylon::{lifecycle, proxy};
@@ -191,10 +193,25 @@ fn main() -> ExitCode {
     let names: Vec<&str> = pylon.routes.iter().map(|r| r.name.as_str()).collect();
     let metrics = Arc::new(Metrics::new(&names, ports, version, &config_hash));
 
-    let mut proxy = http_proxy_service(
-        &server.configuration,
-        proxy::Pylon::new(&pylon, &upstreams, metrics.clone()),
+    let limits = &pylon.limits;
+    let guarded = Guarded::new(
+        pingora::proxy::http_proxy(
+            &server.configuration,
+            proxy::Pylon::new(&pylon, &upstreams, metrics.clone()),
+        ),
+        limits.max_connections,
+        Policy {
+            header_timeout: limits.header_timeout,
+            body_timeout: limits.body_timeout,
+            body_min_rate: limits.body_min_rate,
+        },
+        GuardCounters {
+            refused: metrics.connections_refused.clone(),
+            slow_head: metrics.slow_clients.with_label_values(&["head"]),
+            slow_body: metrics.slow_clients.with_label_values(&["body"]),
+        },
     );
+    let mut proxy = Service::new("pylon".to_string(), guarded);
     for addr in &pylon.listen {
         proxy.add_tcp(addr);
     }

@@ -75,6 +75,8 @@ pub struct Metrics {
     names: Vec<String>,
     pub upstream_up: IntGaugeVec,
     connections: IntGauge,
+    pub connections_refused: IntCounter,
+    pub slow_clients: IntCounterVec,
     listen_ports: Vec<u16>,
     net_bytes: IntCounterVec,
     samples: Mutex<VecDeque<Sample>>,
@@ -143,6 +145,20 @@ impl Metrics {
             "pylon_downstream_connections",
             "Open client connections on Pylon's public listeners.",
         ));
+        let connections_refused = must(IntCounter::new(
+            "pylon_connections_refused_total",
+            "Client connections closed unread because limits.max_connections were open.",
+        ));
+        let slow_clients = must(IntCounterVec::new(
+            Opts::new(
+                "pylon_slow_clients_total",
+                "Client connections closed for sending the request head or body too slowly.",
+            ),
+            &["part"],
+        ));
+        for part in ["head", "body"] {
+            slow_clients.with_label_values(&[part]);
+        }
         let net_bytes = must(IntCounterVec::new(
             Opts::new(
                 "pylon_network_bytes_total",
@@ -200,6 +216,8 @@ impl Metrics {
             Box::new(rewrites),
             Box::new(upstream_up.clone()),
             Box::new(connections.clone()),
+            Box::new(connections_refused.clone()),
+            Box::new(slow_clients.clone()),
             Box::new(net_bytes.clone()),
             Box::new(build),
             Box::new(conf),
@@ -214,6 +232,8 @@ impl Metrics {
             names,
             upstream_up,
             connections,
+            connections_refused,
+            slow_clients,
             listen_ports,
             net_bytes,
             samples: Mutex::new(VecDeque::new()),

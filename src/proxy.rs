@@ -30,6 +30,7 @@ use pingora_limits::rate::Rate;
 
 use crate::access_log::{self, Entry};
 use crate::config::{AccessLogFormat, Config, HostPort, Limits, Route, Tls};
+use crate::connection_guard::ClockedStream;
 use crate::headers;
 use crate::hostport;
 use crate::lifecycle::{self, InFlight};
@@ -264,6 +265,11 @@ impl ProxyHttp for Pylon {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // The head is in: stop its clock, and start the body's if one follows.
+        let body_follows = !session.is_body_empty();
+        if let Some(c) = ClockedStream::of(session.as_downstream().stream()) {
+            c.head_done(body_follows);
+        }
         // Pingora otherwise keeps idle HTTP/1.1 connections forever. While
         // draining, every response tells the client to reconnect elsewhere.
         let draining = lifecycle::is_draining();
@@ -639,11 +645,16 @@ impl ProxyHttp for Pylon {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
-        _end: bool,
+        end: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if end {
+            if let Some(c) = ClockedStream::of(session.as_downstream().stream()) {
+                c.body_done();
+            }
+        }
         if let Some(b) = body {
             ctx.request_body_bytes += b.len() as u64;
             let limit = ctx
@@ -771,6 +782,9 @@ impl ProxyHttp for Pylon {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        if let Some(c) = ClockedStream::of(session.as_downstream().stream()) {
+            c.request_done();
+        }
         let req = session.req_header();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let duration = ctx.started.elapsed();

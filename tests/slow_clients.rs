@@ -1,0 +1,236 @@
+//! Clients that are slow on purpose: a request head or body dribbled in,
+//! and more connections than `limits.max_connections`. Each is cut off on
+//! time, counted in `/metrics`, and does not cost anyone else their
+//! request; honest but slow situations (an idle keep-alive connection, an
+//! upstream slow to take an upload) are left alone.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{request, wait_until, Pylon, Upstream};
+
+fn config(up: &Upstream, limits: &str) -> String {
+    format!(
+        "limits:\n{limits}routes:\n  rest-server:\n    upstream: {}\n",
+        up.uri()
+    )
+}
+
+/// The value of an unlabelled or single-labelled series in `/metrics`.
+fn metric(p: &Pylon, series: &str) -> f64 {
+    let raw = "GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n";
+    let text = request(p.admin_addr(), raw.as_bytes()).text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{series} not in /metrics:\n{text}"))
+}
+
+/// Reads until the peer closes; returns what arrived and when it closed.
+fn until_closed(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, Instant) {
+    s.set_read_timeout(Some(limit)).expect("read timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, Instant::now()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (got, Instant::now())
+            }
+            Err(e) => panic!("connection still open after {limit:?}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_dribbled_request_head_is_cut_off_at_header_timeout() {
+    let up = Upstream::start("rest");
+    let p = Pylon::start(
+        &config(&up, "  header_timeout: 2s\n"),
+        &[] as &[(&str, &str)],
+    );
+    let mut s = TcpStream::connect(p.addr()).expect("connect");
+    let started = Instant::now();
+    s.write_all(b"GET /rest-server/slow HTTP/1.1\r\nHost: h\r\nX-A: ")
+        .expect("head start");
+    // One byte every 300 ms: each read succeeds, so a per-read timeout
+    // would never fire.
+    let writer = {
+        let mut w = s.try_clone().expect("clone");
+        thread::spawn(move || {
+            while w.write_all(b"a").is_ok() {
+                thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let (_, closed) = until_closed(&mut s, Duration::from_secs(10));
+    let took = closed - started;
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "closed after {took:?}, header_timeout is 2 s"
+    );
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    let _ = writer.join();
+    assert_eq!(up.count(), 0, "the unfinished request was not forwarded");
+    assert_eq!(metric(&p, "pylon_slow_clients_total{part=\"head\"}"), 1.0);
+    assert_eq!(p.get("/rest-server/after").status, 200);
+}
+
+#[test]
+fn a_connection_that_never_sends_anything_is_closed_too() {
+    let up = Upstream::start("rest");
+    let p = Pylon::start(
+        &config(&up, "  header_timeout: 1s\n"),
+        &[] as &[(&str, &str)],
+    );
+    let mut s = TcpStream::connect(p.addr()).expect("connect");
+    let started = Instant::now();
+    let (got, closed) = until_closed(&mut s, Duration::from_secs(10));
+    assert!(got.is_empty());
+    let took = closed - started;
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "closed after {took:?}"
+    );
+}
+
+#[test]
+fn idle_keepalive_is_governed_by_keepalive_timeout_not_header_timeout() {
+    let up = Upstream::start("rest");
+    let p = Pylon::start(
+        &config(&up, "  header_timeout: 1s\n"),
+        &[] as &[(&str, &str)],
+    );
+    let mut c = common::Conn::new(TcpStream::connect(p.addr()).expect("connect"));
+    for i in 0..2 {
+        c.write_all(format!("GET /rest-server/k{i} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
+            .expect("request");
+        let (status, headers) = c.read_head().expect("read").expect("a response");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        let len: u64 = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .expect("content-length");
+        c.read_exact_with(len, &mut |_| {}).expect("body");
+        // Idle for longer than header_timeout between requests.
+        thread::sleep(Duration::from_millis(2500));
+    }
+    assert_eq!(up.count(), 2);
+}
+
+#[test]
+fn a_body_slower_than_the_minimum_rate_is_cut_off() {
+    let up = Upstream::start("rest");
+    let p = Pylon::start(
+        &config(
+            &up,
+            "  body_timeout: 2s\n  body_min_rate: 1k\n  header_timeout: 5s\n",
+        ),
+        &[] as &[(&str, &str)],
+    );
+    let mut s = TcpStream::connect(p.addr()).expect("connect");
+    s.write_all(b"POST /rest-server/upload HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n")
+        .expect("head");
+    let started = Instant::now();
+    // 100 B every 200 ms = 500 B/s, half the minimum: the budget of
+    // 2 s + t/2 runs out after about 4 s.
+    let writer = {
+        let mut w = s.try_clone().expect("clone");
+        thread::spawn(move || {
+            let chunk = [b'x'; 100];
+            while w.write_all(&chunk).is_ok() {
+                thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let (got, closed) = until_closed(&mut s, Duration::from_secs(20));
+    let took = closed - started;
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    let _ = writer.join();
+    assert!(
+        took >= Duration::from_millis(3500) && took < Duration::from_secs(7),
+        "closed after {took:?}"
+    );
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        got.is_empty() || text.starts_with("HTTP/1.1 408") || text.starts_with("HTTP/1.1 400"),
+        "unexpected answer: {text}"
+    );
+    assert_eq!(metric(&p, "pylon_slow_clients_total{part=\"body\"}"), 1.0);
+    // The upstream records only requests whose body completed.
+    assert_eq!(up.count(), 0, "the truncated body was not completed");
+    assert_eq!(p.get("/rest-server/after").status, 200);
+}
+
+/// While the upstream stops reading an upload, Pylon stops reading the
+/// client: that wait is not the client's, and the upload completes.
+#[test]
+fn an_upstream_slow_to_take_an_upload_does_not_count_against_the_client() {
+    let up = Upstream::start("rest");
+    let p = Pylon::start(
+        &config(&up, "  body_timeout: 1s\n  body_min_rate: 1m\n"),
+        &[] as &[(&str, &str)],
+    );
+    let len: u64 = 160 << 20;
+    let mut c = common::Conn::new(TcpStream::connect(p.addr()).expect("connect"));
+    c.write_all(
+        format!(
+            "PUT /rest-server/__pause/3000 HTTP/1.1\r\nHost: h\r\nContent-Length: {len}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .expect("head");
+    let started = Instant::now();
+    common::for_each_pattern_chunk(len, 64 << 10, |chunk| c.write_all(chunk)).expect("upload body");
+    let (status, _) = c.read_head().expect("read").expect("a response");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(started.elapsed() >= Duration::from_millis(2900));
+    assert_eq!(up.last().body_len, len);
+    assert_eq!(metric(&p, "pylon_slow_clients_total{part=\"body\"}"), 0.0);
+}
+
+#[test]
+fn connections_beyond_max_connections_are_closed_unread_and_counted() {
+    let up = Upstream::start("rest");
+    let p = Pylon::start(
+        &config(&up, "  max_connections: 20\n"),
+        &[] as &[(&str, &str)],
+    );
+    let mut held: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(p.addr()).expect("connect"))
+        .collect();
+    // Pylon has taken all of them once each has been served a request.
+    for s in &mut held {
+        s.write_all(b"GET /rest-server/held HTTP/1.1\r\nHost: h\r\n\r\n")
+            .expect("request");
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).expect("response");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    }
+    let mut extra = TcpStream::connect(p.addr()).expect("the kernel still accepts");
+    let _ = extra.write_all(b"GET /rest-server/extra HTTP/1.1\r\nHost: h\r\n\r\n");
+    let (got, _) = until_closed(&mut extra, Duration::from_secs(5));
+    assert!(got.is_empty(), "the extra connection was answered: {got:?}");
+    assert_eq!(metric(&p, "pylon_connections_refused_total"), 1.0);
+
+    // A freed slot is usable again.
+    drop(held.pop());
+    let again = b"GET /rest-server/again HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    wait_until("a slot to free", Duration::from_secs(5), || {
+        common::try_request(p.addr(), again)
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+    assert_eq!(
+        up.seen()
+            .iter()
+            .filter(|s| s.path().ends_with("extra"))
+            .count(),
+        0
+    );
+}
