@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 
+use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 
 pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
@@ -61,6 +62,18 @@ pub fn forwarded_for(peer: IpAddr, incoming: Option<&[u8]>, trusted: &[IpNet]) -
     }
 }
 
+/// An address as a header value, formatted on the stack: one allocation
+/// (the value's own) instead of a `String` and then a copy of it.
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
+    use std::io::Write as _;
+    let mut buf = [0u8; 48];
+    let mut w = &mut buf[..];
+    // 48 bytes hold any IPv4 or IPv6 text form (at most 45).
+    let _ = write!(w, "{ip}");
+    let len = 48 - w.len();
+    HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
 /// The scheme the client used: the listener's, or a trusted proxy's claim.
 pub fn forwarded_proto(
     listener_scheme: &'static str,
@@ -78,6 +91,10 @@ pub fn forwarded_proto(
 /// process (a counter) and unlikely to repeat across processes (a random
 /// per-process key mixes it).
 pub fn new_request_id() -> String {
+    format!("{:016x}", request_id_u64())
+}
+
+fn request_id_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
@@ -95,7 +112,20 @@ pub fn new_request_id() -> String {
     );
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    format!("{:016x}", z ^ (z >> 31))
+    z ^ (z >> 31)
+}
+
+/// [`new_request_id`] as a header value, built without an intermediate
+/// `String`; clones of it (upstream request, response) share its bytes.
+pub fn new_request_id_value() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let id = request_id_u64();
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = HEX[((id >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(&out))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 /// Whether a client's `X-Request-Id` may be passed on: short, printable,
@@ -158,13 +188,13 @@ pub fn host_allowed(host: Option<&[u8]>, names: &[String]) -> bool {
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
 /// removed in both directions. `Transfer-Encoding` is left to Pingora, which
 /// owns the framing.
-pub const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
+pub const HOP_BY_HOP: [HeaderName; 6] = [
+    http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::UPGRADE,
 ];
 
 /// Names a `Connection` header nominates as hop-by-hop, lower-cased.
@@ -270,6 +300,15 @@ mod tests {
         let b = new_request_id();
         assert_eq!(a.len(), 16);
         assert_ne!(a, b);
+        let v = new_request_id_value();
+        assert_eq!(v.len(), 16);
+        assert!(v.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        assert_ne!(v, new_request_id_value());
+        assert_eq!(ip_value("10.0.0.1".parse().unwrap()), "10.0.0.1");
+        let long: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap();
+        assert_eq!(ip_value(long), long.to_string().as_str());
         assert!(acceptable_request_id(b"abc-123"));
         assert!(!acceptable_request_id(b"a b"));
         assert!(!acceptable_request_id(b""));

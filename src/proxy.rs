@@ -19,7 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{
-    CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER, STRICT_TRANSPORT_SECURITY,
+    HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER,
+    STRICT_TRANSPORT_SECURITY,
 };
 use ipnet::IpNet;
 use log::{debug, warn};
@@ -46,6 +47,10 @@ pub struct ActiveRoute {
     pub upstream: Arc<Upstream>,
     /// Requests per client address in the current second, when limited.
     rate: Option<Rate>,
+    /// `Host` and `X-Forwarded-Prefix` for the upstream, built once: each
+    /// request then shares these bytes instead of copying the strings.
+    host_value: Option<HeaderValue>,
+    prefix_value: Option<HeaderValue>,
 }
 
 pub struct Pylon {
@@ -78,6 +83,8 @@ impl Pylon {
                 cfg: r.clone(),
                 upstream: u.clone(),
                 rate: r.rate_limit.map(|_| Rate::new(Duration::from_secs(1))),
+                host_value: HeaderValue::from_str(&r.upstream.authority).ok(),
+                prefix_value: HeaderValue::from_str(&r.prefix).ok(),
             })
             .collect();
         let router = Router::new(routes.iter().map(|r| r.cfg.prefix.as_str()));
@@ -113,6 +120,13 @@ impl Pylon {
     }
 }
 
+fn bad_value() -> Box<Error> {
+    Error::explain(
+        ErrorType::InternalError,
+        "upstream Host is not a header value",
+    )
+}
+
 /// A `/a/<host>:<port>/…` destination, checked and resolved.
 struct Dynamic {
     addr: SocketAddr,
@@ -123,7 +137,7 @@ struct Dynamic {
 }
 
 pub struct Ctx {
-    request_id: String,
+    request_id: HeaderValue,
     dynamic: Option<Dynamic>,
     /// Rewrites this response's body, when its route has rules and its type
     /// matches.
@@ -212,7 +226,7 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
 /// `Connection: close`, so leftover bytes can never be read as a next request.
 async fn respond(
     session: &mut Session,
-    request_id: &str,
+    request_id: &HeaderValue,
     status: u16,
     extra: &[(http::HeaderName, &str)],
     body: &str,
@@ -227,7 +241,7 @@ async fn respond(
         resp.insert_header(name.clone(), *value)?;
     }
     if !request_id.is_empty() {
-        resp.insert_header(X_REQUEST_ID, request_id)?;
+        resp.insert_header(X_REQUEST_ID, request_id.clone())?;
     }
     let head_only = session.req_header().method == http::Method::HEAD;
     session
@@ -247,7 +261,7 @@ impl ProxyHttp for Pylon {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
-            request_id: String::new(),
+            request_id: HeaderValue::from_static(""),
             dynamic: None,
             rewriter: None,
             drop_body: false,
@@ -287,9 +301,9 @@ impl ProxyHttp for Pylon {
         // Kept from a trusted proxy, so one id follows a request end to end.
         ctx.request_id = match req.headers.get(X_REQUEST_ID) {
             Some(v) if ctx.peer_trusted && headers::acceptable_request_id(v.as_bytes()) => {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
+                v.clone()
             }
-            _ => headers::new_request_id(),
+            _ => headers::new_request_id_value(),
         };
         if let Some((code, why)) = over_limits(req, &self.limits) {
             return respond(session, &ctx.request_id, code, &[], why).await;
@@ -567,10 +581,16 @@ impl ProxyHttp for Pylon {
         // (Host to send, public prefix) of the route or the `/a/` destination.
         let (upstream_host, prefix) = match (route, &ctx.dynamic) {
             (Some(r), _) => (
-                (!r.cfg.preserve_host).then_some(r.cfg.upstream.authority.as_str()),
-                r.cfg.prefix.as_str(),
+                match r.cfg.preserve_host {
+                    true => None,
+                    false => Some(r.host_value.clone().ok_or_else(bad_value)?),
+                },
+                r.prefix_value.clone(),
             ),
-            (None, Some(d)) => (Some(d.authority.as_str()), d.prefix.as_str()),
+            (None, Some(d)) => (
+                Some(HeaderValue::from_str(&d.authority).map_err(|_| bad_value())?),
+                HeaderValue::from_str(&d.prefix).ok(),
+            ),
             (None, None) => return Err(Error::new(ErrorType::InternalError)),
         };
         req.set_raw_path(&ctx.upstream_target)?;
@@ -606,7 +626,7 @@ impl ProxyHttp for Pylon {
             }
         }
 
-        req.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
+        req.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
         let trusted = ctx.peer_trusted;
         if let Some(peer) = peer_ip(session) {
             let xff = headers::forwarded_for(
@@ -617,7 +637,7 @@ impl ProxyHttp for Pylon {
             req.insert_header("X-Forwarded-For", xff)?;
         }
         if let Some(ip) = ctx.client_ip {
-            req.insert_header("X-Real-IP", ip.to_string())?;
+            req.insert_header("X-Real-IP", headers::ip_value(ip))?;
         }
         let proto = headers::forwarded_proto(
             if is_tls(session) { "https" } else { "http" },
@@ -635,10 +655,11 @@ impl ProxyHttp for Pylon {
                 req.remove_header("X-Forwarded-Host");
             }
         }
-        if prefix == "/" {
-            req.remove_header("X-Forwarded-Prefix");
-        } else {
-            req.insert_header("X-Forwarded-Prefix", prefix)?;
+        match prefix {
+            Some(p) if p.as_bytes() != b"/" => req.insert_header("X-Forwarded-Prefix", p)?,
+            _ => {
+                req.remove_header("X-Forwarded-Prefix");
+            }
         }
         Ok(())
     }
@@ -677,7 +698,7 @@ impl ProxyHttp for Pylon {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        resp.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
+        resp.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
         if let Some(tls) = self.tls.as_ref().filter(|t| t.hsts_seconds > 0) {
             if is_tls(session) {
                 resp.insert_header(
@@ -695,11 +716,10 @@ impl ProxyHttp for Pylon {
             return Ok(());
         }
         let nominated = headers::connection_nominated(resp.headers.get_all("connection").iter());
-        for name in nominated
-            .iter()
-            .map(String::as_str)
-            .chain(headers::HOP_BY_HOP.iter().copied())
-        {
+        for name in &nominated {
+            resp.remove_header(name.as_str());
+        }
+        for name in &headers::HOP_BY_HOP {
             resp.remove_header(name);
         }
         if let Some(i) = ctx.route {
@@ -809,7 +829,7 @@ impl ProxyHttp for Pylon {
             bytes_sent,
             bytes_received: ctx.request_body_bytes,
             duration,
-            request_id: &ctx.request_id,
+            request_id: ctx.request_id.to_str().unwrap_or("-"),
             route: ctx
                 .route
                 .and_then(|i| self.routes.get(i))
