@@ -234,3 +234,105 @@ fn connections_beyond_max_connections_are_closed_unread_and_counted() {
         0
     );
 }
+
+fn tls_client(
+    addr: std::net::SocketAddr,
+    ca: &common::TestCa,
+    alpn: &[u8],
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&ca.ca_file).expect("read CA file");
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(cert.expect("CA certificate")).expect("add CA");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let client = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+    let sock = TcpStream::connect(addr).expect("connect");
+    let mut tls = rustls::StreamOwned::new(client, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+    }
+    tls
+}
+
+/// The HTTPS listener has the same clock as the plain one (the original's
+/// HTTPS server silently had other limits); HTTP/2 connections, whose
+/// requests share the connection, are not cut at the head deadline.
+#[test]
+fn https_heads_have_the_same_deadline_and_http2_is_not_clocked() {
+    let up = Upstream::start("rest");
+    let ca = common::TestCa::new();
+    let port = common::free_port();
+    let p = Pylon::start(
+        &format!(
+            "tls:\n  listen: [\"127.0.0.1:{port}\"]\n  cert: {}\n  key: {}\n{}",
+            ca.cert_file.display(),
+            ca.key_file.display(),
+            config(&up, "  header_timeout: 1s\n")
+        ),
+        &[] as &[(&str, &str)],
+    );
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+
+    let mut h1 = tls_client(addr, &ca, b"http/1.1");
+    let started = Instant::now();
+    h1.write_all(b"GET /rest-server/slow HTTP/1.1\r\nHost: h\r\n")
+        .expect("partial head");
+    h1.sock
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 256];
+    let closed = loop {
+        match h1.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break false,
+            // A close without close_notify is still a close.
+            Err(_) => break true,
+        }
+    };
+    let took = started.elapsed();
+    assert!(closed, "the HTTPS connection outlived header_timeout");
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+    assert_eq!(metric(&p, "pylon_slow_clients_total{part=\"head\"}"), 1.0);
+
+    // An HTTP/2 connection that has sent only its preface stays open past
+    // header_timeout: HTTP/2 has its own settings and idle handling.
+    let mut h2 = tls_client(addr, &ca, b"h2");
+    assert_eq!(h2.conn.alpn_protocol(), Some(&b"h2"[..]));
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .expect("h2 preface");
+    thread::sleep(Duration::from_millis(2500));
+    // Pylon's SETTINGS and its ACK of ours are readable; no GOAWAY or close.
+    h2.sock
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    loop {
+        match h2.read(&mut buf) {
+            Ok(0) => panic!("Pylon closed an idle HTTP/2 connection after header_timeout"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    // Frame types in what arrived: 4 = SETTINGS, 7 = GOAWAY.
+    let mut at = 0;
+    let mut types = Vec::new();
+    while at + 9 <= got.len() {
+        let len = u32::from_be_bytes([0, got[at], got[at + 1], got[at + 2]]) as usize;
+        types.push(got[at + 3]);
+        at += 9 + len;
+    }
+    assert!(types.contains(&4), "no SETTINGS from Pylon: {types:?}");
+    assert!(!types.contains(&7), "GOAWAY from Pylon: {types:?}");
+    assert_eq!(metric(&p, "pylon_slow_clients_total{part=\"head\"}"), 1.0);
+}
