@@ -28,7 +28,11 @@ PHASES = [
     ("Pylon hook upstream_request_filter", r"Pylon as .*ProxyHttp>::upstream_request_filter"),
     ("Pylon hook response_filter", r"Pylon as .*ProxyHttp>::response_filter"),
     ("Pylon hook logging", r"Pylon as .*ProxyHttp>::logging"),
-    ("all Pylon code (any pylon:: frame)", r"pylon::"),
+    ("Pylon read clock (ClockedStream)", r"pylon::connection_guard::ClockedStream"),
+    # The connection guard's process_new encloses all of Pingora's work on a
+    # connection; it is the frame that contains everything, not Pylon's cost.
+    ("all Pylon code (any pylon:: frame but the guard's wrapper)",
+     r"pylon::(?!connection_guard::Guarded)"),
     ("Pingora: read client request", r"v1::server::HttpSession::read_request"),
     ("Pingora: write upstream request", r"v1::client::HttpSession::write_request_header"),
     ("Pingora: read upstream response", r"v1::client::HttpSession::read_resp"),
