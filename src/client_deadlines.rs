@@ -29,11 +29,15 @@ pub enum Owed {
     Head { due: Instant },
     /// A request body. Only time spent waiting on the client counts: while
     /// the upstream is slow to take the body Pylon does not read, and that
-    /// is not the client's fault.
+    /// is not the client's fault. With `Expect: 100-continue` the client
+    /// rightly waits for the upstream's go-ahead, so the clock starts at the
+    /// first body byte (`started`); until then Pingora's per-read timeout
+    /// is the bound.
     Body {
         received: u64,
         waited: Duration,
         waiting_since: Option<Instant>,
+        started: bool,
     },
     /// Nothing with a deadline: between requests (the keep-alive timeout
     /// applies), while the response is sent, or a tunnel after `101`.
@@ -79,13 +83,15 @@ impl Clock {
         self.owed
     }
 
-    /// The request head was parsed; a body follows or not.
-    pub fn head_done(&mut self, body_follows: bool) {
+    /// The request head was parsed; a body follows or not, and the client
+    /// may wait for `100 Continue` before sending it.
+    pub fn head_done(&mut self, body_follows: bool, expects_continue: bool) {
         self.owed = if body_follows {
             Owed::Body {
                 received: 0,
                 waited: Duration::ZERO,
                 waiting_since: None,
+                started: !expects_continue,
             }
         } else {
             Owed::Nothing
@@ -124,10 +130,14 @@ impl Clock {
                 received,
                 waited,
                 waiting_since,
+                started,
             } => {
                 if let Some(since) = waiting_since.take() {
-                    *waited += now.saturating_duration_since(since);
+                    if *started {
+                        *waited += now.saturating_duration_since(since);
+                    }
                 }
+                *started = true;
                 *received = received.saturating_add(n as u64);
                 Ok(())
             }
@@ -146,10 +156,12 @@ impl Clock {
                     Ok(Some(*due))
                 }
             }
+            Owed::Body { started: false, .. } => Ok(None),
             Owed::Body {
                 received,
                 waited,
                 waiting_since,
+                started: true,
             } => {
                 let since = *waiting_since.get_or_insert(now);
                 let earned = if self.policy.body_min_rate == 0 {
@@ -201,7 +213,7 @@ mod tests {
     fn idle_keepalive_has_no_deadline_until_the_next_request_starts() {
         let t0 = Instant::now();
         let mut c = Clock::accepted(POLICY, t0);
-        c.head_done(false);
+        c.head_done(false, false);
         assert_eq!(c.waiting(t0 + s(100)), Ok(None));
         c.request_done();
         assert_eq!(c.waiting(t0 + s(1000)), Ok(None));
@@ -214,7 +226,7 @@ mod tests {
     fn body_budget_grows_with_bytes_received() {
         let t0 = Instant::now();
         let mut c = Clock::accepted(POLICY, t0);
-        c.head_done(true);
+        c.head_done(true, false);
         // Waits 20 s, then 5,000 bytes buy 10 s more: 30 + 10 - 20 = 20 s left.
         assert_eq!(c.waiting(t0), Ok(Some(t0 + s(30))));
         c.data(t0 + s(20), 5000).unwrap();
@@ -229,7 +241,7 @@ mod tests {
         // not count against the client.
         let t0 = Instant::now();
         let mut c = Clock::accepted(POLICY, t0);
-        c.head_done(true);
+        c.head_done(true, false);
         c.data(t0 + s(1), 1 << 20).unwrap();
         // Next read only after 10 minutes of upstream back-pressure.
         assert!(c.waiting(t0 + s(600)).is_ok());
@@ -241,7 +253,7 @@ mod tests {
     fn a_client_slower_than_the_minimum_rate_runs_out() {
         let t0 = Instant::now();
         let mut c = Clock::accepted(POLICY, t0);
-        c.head_done(true);
+        c.head_done(true, false);
         let mut now = t0;
         let mut late = None;
         // 250 B/s: half the minimum rate.
@@ -264,13 +276,26 @@ mod tests {
     fn body_done_stops_the_body_clock() {
         let t0 = Instant::now();
         let mut c = Clock::accepted(POLICY, t0);
-        c.head_done(true);
+        c.head_done(true, false);
         c.body_done();
         assert_eq!(c.waiting(t0 + s(1000)), Ok(None));
         // And a late body_done after request_done does not undo it.
         c.request_done();
         c.body_done();
         assert_eq!(c.owed(), Owed::NextRequest);
+    }
+
+    #[test]
+    fn with_expect_continue_the_body_clock_starts_at_the_first_byte() {
+        let t0 = Instant::now();
+        let mut c = Clock::accepted(POLICY, t0);
+        c.head_done(true, true);
+        // The upstream takes its time to say 100 Continue; no deadline runs.
+        assert_eq!(c.waiting(t0 + s(100)), Ok(None));
+        c.data(t0 + s(120), 1000).unwrap();
+        // From the first byte on, the ordinary budget: 30 s + 2 s earned.
+        assert_eq!(c.waiting(t0 + s(120)), Ok(Some(t0 + s(152))));
+        assert_eq!(c.waiting(t0 + s(152)), Err(Late::Body));
     }
 
     #[test]
@@ -281,7 +306,7 @@ mod tests {
         };
         let t0 = Instant::now();
         let mut c = Clock::accepted(p, t0);
-        c.head_done(true);
+        c.head_done(true, false);
         c.waiting(t0).unwrap();
         c.data(t0 + s(29), 1 << 30).unwrap();
         c.waiting(t0 + s(29)).unwrap();

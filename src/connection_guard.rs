@@ -109,6 +109,7 @@ const HEAD_THEN_BODY: u8 = 1;
 const HEAD_ONLY: u8 = 2;
 const BODY_DONE: u8 = 3;
 const REQUEST_DONE: u8 = 4;
+const HEAD_THEN_BODY_AFTER_CONTINUE: u8 = 5;
 
 /// A client connection with a [`Clock`]. The proxy and the reads run in
 /// the same task, one after the other; the proxy leaves news in an atomic
@@ -137,12 +138,12 @@ impl ClockedStream {
         stream?.as_any().downcast_ref::<ClockedStream>()
     }
 
-    pub fn head_done(&self, body_follows: bool) {
+    pub fn head_done(&self, body_follows: bool, expects_continue: bool) {
         self.news.store(
-            if body_follows {
-                HEAD_THEN_BODY
-            } else {
-                HEAD_ONLY
+            match (body_follows, expects_continue) {
+                (false, _) => HEAD_ONLY,
+                (true, false) => HEAD_THEN_BODY,
+                (true, true) => HEAD_THEN_BODY_AFTER_CONTINUE,
             },
             Relaxed,
         );
@@ -150,7 +151,7 @@ impl ClockedStream {
 
     pub fn body_done(&self) {
         let merged = match self.news.load(Relaxed) {
-            HEAD_THEN_BODY | HEAD_ONLY => HEAD_ONLY,
+            HEAD_THEN_BODY | HEAD_THEN_BODY_AFTER_CONTINUE | HEAD_ONLY => HEAD_ONLY,
             REQUEST_DONE => REQUEST_DONE,
             _ => BODY_DONE,
         };
@@ -163,8 +164,9 @@ impl ClockedStream {
 
     fn apply_news(&mut self) {
         match self.news.swap(NO_NEWS, Relaxed) {
-            HEAD_THEN_BODY => self.clock.head_done(true),
-            HEAD_ONLY => self.clock.head_done(false),
+            HEAD_THEN_BODY => self.clock.head_done(true, false),
+            HEAD_THEN_BODY_AFTER_CONTINUE => self.clock.head_done(true, true),
+            HEAD_ONLY => self.clock.head_done(false, false),
             BODY_DONE => self.clock.body_done(),
             REQUEST_DONE => self.clock.request_done(),
             _ => {}

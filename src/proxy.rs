@@ -282,7 +282,12 @@ impl ProxyHttp for Pylon {
         // The head is in: stop its clock, and start the body's if one follows.
         let body_follows = !session.is_body_empty();
         if let Some(c) = ClockedStream::of(session.as_downstream().stream()) {
-            c.head_done(body_follows);
+            let expects_continue = session
+                .req_header()
+                .headers
+                .get(http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            c.head_done(body_follows, expects_continue);
         }
         // Pingora otherwise keeps idle HTTP/1.1 connections forever. While
         // draining, every response tells the client to reconnect elsewhere.

@@ -336,3 +336,48 @@ fn https_heads_have_the_same_deadline_and_http2_is_not_clocked() {
     assert!(!types.contains(&7), "GOAWAY from Pylon: {types:?}");
     assert_eq!(metric(&p, "pylon_slow_clients_total{part=\"head\"}"), 1.0);
 }
+
+/// With `Expect: 100-continue` the client waits for the upstream's go-ahead
+/// before sending the body; that wait is not the client's slowness. Here
+/// the upstream takes 2.5 s to say `100 Continue` against a 1 s body budget.
+#[test]
+fn waiting_for_100_continue_does_not_count_against_the_client() {
+    use std::net::TcpListener;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+    let up_addr = listener.local_addr().expect("upstream address");
+    let upstream = thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut c = common::Conn::new(s.try_clone().expect("clone"));
+        let (line, headers) = c.read_head().expect("head").expect("a request");
+        assert!(line.starts_with("PUT /slow-ok "), "{line}");
+        assert!(headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("expect") && v == "100-continue"));
+        thread::sleep(Duration::from_millis(2500));
+        s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").expect("100");
+        let mut body = Vec::new();
+        c.read_exact_with(5, &mut |b| body.extend_from_slice(b))
+            .expect("body");
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .expect("answer");
+        body
+    });
+    let p = Pylon::start(
+        &format!(
+            "limits:\n  body_timeout: 1s\n  body_min_rate: 0\nroutes:\n  rest-server:\n    upstream: http://{up_addr}\n    health_check:\n      enabled: false\n"
+        ),
+        &[] as &[(&str, &str)],
+    );
+    let mut c = common::Conn::new(TcpStream::connect(p.addr()).expect("connect"));
+    c.write_all(
+        b"PUT /rest-server/slow-ok HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .expect("head");
+    let (line, _) = c.read_head().expect("read").expect("100 Continue");
+    assert!(line.starts_with("HTTP/1.1 100"), "{line}");
+    c.write_all(b"hello").expect("body");
+    let (line, _) = c.read_head().expect("read").expect("final answer");
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    assert_eq!(upstream.join().expect("upstream"), b"hello");
+    assert_eq!(metric(&p, "pylon_slow_clients_total{part=\"body\"}"), 0.0);
+}
