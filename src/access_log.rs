@@ -28,13 +28,27 @@ pub struct Entry<'a> {
 }
 
 pub fn write(format: AccessLogFormat, e: &Entry) {
-    let line = match format {
-        AccessLogFormat::Off => return,
-        AccessLogFormat::Combined => combined(e),
-        AccessLogFormat::Json => json(e),
-    };
-    // One write per line; a closed stdout must not take requests down.
-    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    thread_local! {
+        // One line buffer per worker thread, reused for every request.
+        static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    LINE.with(|line| {
+        let Ok(mut out) = line.try_borrow_mut() else {
+            return;
+        };
+        out.clear();
+        match format {
+            AccessLogFormat::Off => return,
+            AccessLogFormat::Combined => combined_into(&mut out, e),
+            AccessLogFormat::Json => json_into(&mut out, e),
+        }
+        // One write per line; a closed stdout must not take requests down.
+        let _ = std::io::stdout().lock().write_all(out.as_bytes());
+        // A very long target must not keep its buffer for ever.
+        if out.capacity() > 16 << 10 {
+            *out = String::new();
+        }
+    });
 }
 
 const MONTHS: [&str; 12] = [
@@ -87,41 +101,108 @@ fn push_escaped(out: &mut String, raw: &[u8]) {
     }
 }
 
+/// `[25/Nov/2026:09:48:39 +0000]`'s date part, formatted once per second
+/// per thread (nginx caches its log time the same way).
+fn push_clf_time(out: &mut String, t: SystemTime) {
+    thread_local! {
+        static CACHE: std::cell::Cell<(u64, [u8; 26])> = const { std::cell::Cell::new((u64::MAX, [0; 26])) };
+    }
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (cached, mut text) = CACHE.get();
+    if cached != secs {
+        let (y, mo, d, h, mi, s, _) = civil(t);
+        let mut w = String::with_capacity(26);
+        let _ = write!(
+            w,
+            "{d:02}/{}/{y:04}:{h:02}:{mi:02}:{s:02} +0000",
+            MONTHS[(mo - 1) as usize]
+        );
+        if w.len() != 26 {
+            // A year outside 0..=9999 does not fit the cache; write it as is.
+            out.push_str(&w);
+            return;
+        }
+        text.copy_from_slice(w.as_bytes());
+        CACHE.set((secs, text));
+    }
+    out.push_str(std::str::from_utf8(&text).unwrap_or("-"));
+}
+
 pub fn combined(e: &Entry) -> String {
-    let (y, mo, d, h, mi, s, _) = civil(e.time);
-    let mut out = String::with_capacity(200 + e.target.len());
-    let _ = write!(
-        out,
-        "{} - - [{d:02}/{}/{y}:{h:02}:{mi:02}:{s:02} +0000] \"",
-        e.client.map_or_else(|| "-".into(), |c| c.to_string()),
-        MONTHS[(mo - 1) as usize]
-    );
+    let mut out = String::new();
+    combined_into(&mut out, e);
+    out
+}
+
+fn combined_into(out: &mut String, e: &Entry) {
+    out.reserve(200 + e.target.len());
+    match e.client {
+        Some(c) => {
+            let _ = write!(out, "{c}");
+        }
+        None => out.push('-'),
+    }
+    out.push_str(" - - [");
+    push_clf_time(out, e.time);
+    out.push_str("] \"");
     out.push_str(e.method);
     out.push(' ');
-    push_escaped(&mut out, e.target);
-    let _ = write!(
-        out,
-        " {}\" {} {} \"",
-        version(e.version),
-        e.status,
-        e.bytes_sent
-    );
-    push_escaped(&mut out, e.referer.unwrap_or(b"-"));
+    push_escaped(out, e.target);
+    out.push(' ');
+    out.push_str(version(e.version));
+    out.push_str("\" ");
+    push_u64(out, u64::from(e.status));
+    out.push(' ');
+    push_u64(out, e.bytes_sent);
+    out.push_str(" \"");
+    push_escaped(out, e.referer.unwrap_or(b"-"));
     out.push_str("\" \"");
-    push_escaped(&mut out, e.user_agent.unwrap_or(b"-"));
-    let _ = writeln!(
-        out,
-        "\" rt={:.3} route={} upstream={} rid={}",
-        e.duration.as_secs_f64(),
-        e.route.unwrap_or("-"),
-        e.upstream.map_or_else(|| "-".into(), |a| a.to_string()),
-        if e.request_id.is_empty() {
-            "-"
-        } else {
-            e.request_id
+    push_escaped(out, e.user_agent.unwrap_or(b"-"));
+    out.push_str("\" rt=");
+    // Milliseconds, rounded, as integers: the `0.123` that `{:.3}` gave,
+    // without float formatting on every request.
+    let ms = (e.duration.as_micros() + 500) / 1000;
+    push_u64(out, (ms / 1000) as u64);
+    out.push('.');
+    let frac = (ms % 1000) as u64;
+    if frac < 100 {
+        out.push('0');
+    }
+    if frac < 10 {
+        out.push('0');
+    }
+    push_u64(out, frac);
+    out.push_str(" route=");
+    out.push_str(e.route.unwrap_or("-"));
+    out.push_str(" upstream=");
+    match e.upstream {
+        Some(a) => {
+            let _ = write!(out, "{a}");
         }
-    );
-    out
+        None => out.push('-'),
+    }
+    out.push_str(" rid=");
+    out.push_str(if e.request_id.is_empty() {
+        "-"
+    } else {
+        e.request_id
+    });
+    out.push('\n');
+}
+
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
 }
 
 /// Appends `raw` as a JSON string (lossy UTF-8), quotes included.
@@ -141,8 +222,14 @@ pub(crate) fn push_json_str(out: &mut String, raw: &[u8]) {
 }
 
 pub fn json(e: &Entry) -> String {
+    let mut out = String::new();
+    json_into(&mut out, e);
+    out
+}
+
+fn json_into(out: &mut String, e: &Entry) {
     let (y, mo, d, h, mi, s, ms) = civil(e.time);
-    let mut out = String::with_capacity(300 + e.target.len());
+    out.reserve(300 + e.target.len());
     let _ = write!(
         out,
         "{{\"time\":\"{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z\",\"client\":"
@@ -154,9 +241,9 @@ pub fn json(e: &Entry) -> String {
         None => out.push_str("null"),
     }
     out.push_str(",\"method\":");
-    push_json_str(&mut out, e.method.as_bytes());
+    push_json_str(out, e.method.as_bytes());
     out.push_str(",\"path\":");
-    push_json_str(&mut out, e.target);
+    push_json_str(out, e.target);
     let _ = write!(
         out,
         ",\"protocol\":\"{}\",\"status\":{},\"bytes_sent\":{},\"bytes_received\":{},\"duration_ms\":{:.3},\"route\":",
@@ -167,7 +254,7 @@ pub fn json(e: &Entry) -> String {
         e.duration.as_secs_f64() * 1000.0
     );
     match e.route {
-        Some(r) => push_json_str(&mut out, r.as_bytes()),
+        Some(r) => push_json_str(out, r.as_bytes()),
         None => out.push_str("null"),
     }
     out.push_str(",\"upstream\":");
@@ -181,20 +268,19 @@ pub fn json(e: &Entry) -> String {
     if e.request_id.is_empty() {
         out.push_str("null");
     } else {
-        push_json_str(&mut out, e.request_id.as_bytes());
+        push_json_str(out, e.request_id.as_bytes());
     }
     out.push_str(",\"referer\":");
     match e.referer {
-        Some(r) => push_json_str(&mut out, r),
+        Some(r) => push_json_str(out, r),
         None => out.push_str("null"),
     }
     out.push_str(",\"user_agent\":");
     match e.user_agent {
-        Some(r) => push_json_str(&mut out, r),
+        Some(r) => push_json_str(out, r),
         None => out.push_str("null"),
     }
     out.push_str("}\n");
-    out
 }
 
 #[cfg(test)]
@@ -226,6 +312,37 @@ mod tests {
             combined(&entry()),
             "203.0.113.9 - - [25/Nov/2025:06:39:34 +0000] \"GET /rest-server/api/v1/jobs?x=\\x221\\x22 HTTP/1.1\" 200 42 \"-\" \"curl/8\" rt=0.002 route=rest-server upstream=10.0.3.9:9186 rid=0123456789abcdef\n"
         );
+    }
+
+    #[test]
+    fn cached_time_and_durations_stay_exact() {
+        // The date is cached per second: the next second and the next day
+        // must show up, and durations must read as `{:.3}` would.
+        let mut e = entry();
+        for (at_ms, date) in [
+            (1_764_052_774_250u64, "[25/Nov/2025:06:39:34 +0000]"),
+            (1_764_052_774_999, "[25/Nov/2025:06:39:34 +0000]"),
+            (1_764_052_775_000, "[25/Nov/2025:06:39:35 +0000]"),
+            (1_764_115_200_000, "[26/Nov/2025:00:00:00 +0000]"),
+        ] {
+            e.time = UNIX_EPOCH + Duration::from_millis(at_ms);
+            assert!(combined(&e).contains(date), "{}", combined(&e));
+        }
+        for (micros, rt) in [
+            (0u64, "rt=0.000 "),
+            (499, "rt=0.000 "),
+            (1_500, "rt=0.002 "),
+            (999_600, "rt=1.000 "),
+            (12_345_000, "rt=12.345 "),
+            (3_600_000_000, "rt=3600.000 "),
+        ] {
+            e.duration = Duration::from_micros(micros);
+            assert!(combined(&e).contains(rt), "{micros} us: {}", combined(&e));
+        }
+        e.client = None;
+        e.upstream = None;
+        assert!(combined(&e).starts_with("- - - ["));
+        assert!(combined(&e).contains(" upstream=- "));
     }
 
     #[test]
