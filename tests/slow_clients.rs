@@ -235,34 +235,6 @@ fn connections_beyond_max_connections_are_closed_unread_and_counted() {
     );
 }
 
-fn tls_client(
-    addr: std::net::SocketAddr,
-    ca: &common::TestCa,
-    alpn: &[u8],
-) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    use std::sync::Arc;
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(&ca.ca_file).expect("read CA file");
-    for cert in rustls_pemfile::certs(&mut &pem[..]) {
-        roots.add(cert.expect("CA certificate")).expect("add CA");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let client = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
-    let sock = TcpStream::connect(addr).expect("connect");
-    let mut tls = rustls::StreamOwned::new(client, sock);
-    while tls.conn.is_handshaking() {
-        tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
-    }
-    tls
-}
-
 /// The HTTPS listener has the same clock as the plain one (the original's
 /// HTTPS server silently had other limits); HTTP/2 connections, whose
 /// requests share the connection, are not cut at the head deadline.
@@ -282,7 +254,7 @@ fn https_heads_have_the_same_deadline_and_http2_is_not_clocked() {
     );
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
 
-    let mut h1 = tls_client(addr, &ca, b"http/1.1");
+    let mut h1 = common::tls_client(addr, &ca.ca_file, b"http/1.1");
     let started = Instant::now();
     h1.write_all(b"GET /rest-server/slow HTTP/1.1\r\nHost: h\r\n")
         .expect("partial head");
@@ -307,7 +279,7 @@ fn https_heads_have_the_same_deadline_and_http2_is_not_clocked() {
 
     // An HTTP/2 connection that has sent only its preface stays open past
     // header_timeout: HTTP/2 has its own settings and idle handling.
-    let mut h2 = tls_client(addr, &ca, b"h2");
+    let mut h2 = common::tls_client(addr, &ca.ca_file, b"h2");
     assert_eq!(h2.conn.alpn_protocol(), Some(&b"h2"[..]));
     h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .expect("h2 preface");

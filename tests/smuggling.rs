@@ -2853,7 +2853,6 @@ mod h2 {
     use std::io::{ErrorKind, Read, Write};
     use std::net::{SocketAddr, TcpStream};
     use std::path::Path;
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     pub const DATA: u8 = 0x0;
@@ -3029,27 +3028,13 @@ mod h2 {
     impl Conn {
         /// TLS to `addr` as `localhost`, ALPN h2, then the client preface.
         pub fn open(addr: SocketAddr, ca_file: &Path) -> Conn {
-            let mut roots = rustls::RootCertStore::empty();
-            let pem = std::fs::read(ca_file).expect("read CA file");
-            for cert in rustls_pemfile::certs(&mut &pem[..]) {
-                roots.add(cert.expect("CA certificate")).expect("add CA");
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("TLS versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            config.alpn_protocols = vec![b"h2".to_vec()];
-            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-            let client = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-            let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-                .unwrap_or_else(|e| panic!("connect to Pylon's TLS listener {addr}: {e}"));
-            sock.set_nodelay(true).unwrap();
-            sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            sock.set_write_timeout(Some(Duration::from_secs(5)))
+            let mut tls = crate::common::tls_client(addr, ca_file, b"h2");
+            tls.sock
+                .set_read_timeout(Some(Duration::from_secs(5)))
                 .unwrap();
-            let mut tls = rustls::StreamOwned::new(client, sock);
+            tls.sock
+                .set_write_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
             tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
                 .expect("TLS handshake with Pylon");
             assert_eq!(

@@ -761,6 +761,40 @@ fn websocket_echo<S: Read + Write>(mut conn: Conn<S>, headers: &[(String, String
 // ----------------------------------------------------------------- test CA
 
 /// A throw-away CA and a leaf for `localhost` / 127.0.0.1 signed by it.
+/// A TLS client connection to Pylon's HTTPS listener at `addr`, as
+/// `localhost`, trusting the test CA in `ca_file` and offering `alpn`;
+/// the handshake is done when this returns.
+pub fn tls_client(
+    addr: SocketAddr,
+    ca_file: &Path,
+    alpn: &[u8],
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca_file).expect("read CA file");
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(cert.expect("CA certificate")).expect("add CA");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
+    let client = rustls::ClientConnection::new(Arc::new(config), name).expect("TLS client");
+    let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect to Pylon's TLS listener {addr}: {e}"));
+    sock.set_nodelay(true).expect("nodelay");
+    let mut tls = rustls::StreamOwned::new(client, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .expect("TLS handshake with Pylon");
+    }
+    tls
+}
+
 pub struct TestCa {
     pub ca_pem: String,
     /// The CA certificate as a PEM file, for `tls_ca_file`.
