@@ -128,12 +128,6 @@ fn push_clf_time(out: &mut String, t: SystemTime) {
     out.push_str(std::str::from_utf8(&text).unwrap_or("-"));
 }
 
-pub fn combined(e: &Entry) -> String {
-    let mut out = String::new();
-    combined_into(&mut out, e);
-    out
-}
-
 fn combined_into(out: &mut String, e: &Entry) {
     out.reserve(200 + e.target.len());
     match e.client {
@@ -221,12 +215,6 @@ pub(crate) fn push_json_str(out: &mut String, raw: &[u8]) {
     out.push('"');
 }
 
-pub fn json(e: &Entry) -> String {
-    let mut out = String::new();
-    json_into(&mut out, e);
-    out
-}
-
 fn json_into(out: &mut String, e: &Entry) {
     let (y, mo, d, h, mi, s, ms) = civil(e.time);
     out.reserve(300 + e.target.len());
@@ -286,6 +274,18 @@ fn json_into(out: &mut String, e: &Entry) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn combined(e: &Entry) -> String {
+        let mut out = String::new();
+        combined_into(&mut out, e);
+        out
+    }
+
+    fn json(e: &Entry) -> String {
+        let mut out = String::new();
+        json_into(&mut out, e);
+        out
+    }
 
     fn entry() -> Entry<'static> {
         Entry {
