@@ -12,36 +12,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    closed_port, request, start_stand_ins, try_request_with_timeout, wait_until, Pylon, Upstream,
+    admin_get, closed_port, series_value, start_stand_ins, try_request_with_timeout, wait_until,
+    Pylon, Upstream,
 };
-
-fn admin_get(p: &Pylon, path: &str) -> common::Response {
-    let raw = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
-    request(p.admin_addr(), raw.as_bytes())
-}
 
 fn promtool() -> &'static str {
     ["/usr/bin/promtool", "/usr/local/bin/promtool"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .expect("promtool not found: install the Debian package `prometheus` (tests/install-deps.sh does)")
-}
-
-/// The value of one series in a text exposition, labels in any order.
-fn series_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
-            if metric != name {
-                return None;
-            }
-            let all = labels
-                .iter()
-                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
-            all.then(|| value.parse().ok()).flatten()
-        })
 }
 
 #[test]

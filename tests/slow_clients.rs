@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{request, wait_until, Pylon, Upstream};
+use common::{admin_get, series_value, wait_until, Pylon, Upstream};
 
 fn config(up: &Upstream, limits: &str) -> String {
     format!(
@@ -20,13 +20,11 @@ fn config(up: &Upstream, limits: &str) -> String {
     )
 }
 
-/// The value of an unlabelled or single-labelled series in `/metrics`.
-fn metric(p: &Pylon, series: &str) -> f64 {
-    let raw = "GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n";
-    let text = request(p.admin_addr(), raw.as_bytes()).text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{series} not in /metrics:\n{text}"))
+/// The value of a series in Pylon's `/metrics`.
+fn metric(p: &Pylon, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = admin_get(p, "/metrics").text();
+    series_value(&text, name, labels)
+        .unwrap_or_else(|| panic!("{name} {labels:?} not in /metrics:\n{text}"))
 }
 
 /// Reads until the peer closes; returns what arrived and when it closed.
@@ -76,7 +74,10 @@ fn a_dribbled_request_head_is_cut_off_at_header_timeout() {
     let _ = s.shutdown(std::net::Shutdown::Both);
     let _ = writer.join();
     assert_eq!(up.count(), 0, "the unfinished request was not forwarded");
-    assert_eq!(metric(&p, "pylon_slow_clients_total{part=\"head\"}"), 1.0);
+    assert_eq!(
+        metric(&p, "pylon_slow_clients_total", &[("part", "head")]),
+        1.0
+    );
     assert_eq!(p.get("/rest-server/after").status, 200);
 }
 
@@ -161,7 +162,10 @@ fn a_body_slower_than_the_minimum_rate_is_cut_off() {
         got.is_empty() || text.starts_with("HTTP/1.1 408") || text.starts_with("HTTP/1.1 400"),
         "unexpected answer: {text}"
     );
-    assert_eq!(metric(&p, "pylon_slow_clients_total{part=\"body\"}"), 1.0);
+    assert_eq!(
+        metric(&p, "pylon_slow_clients_total", &[("part", "body")]),
+        1.0
+    );
     // The upstream records only requests whose body completed.
     assert_eq!(up.count(), 0, "the truncated body was not completed");
     assert_eq!(p.get("/rest-server/after").status, 200);
@@ -191,7 +195,10 @@ fn an_upstream_slow_to_take_an_upload_does_not_count_against_the_client() {
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     assert!(started.elapsed() >= Duration::from_millis(2900));
     assert_eq!(up.last().body_len, len);
-    assert_eq!(metric(&p, "pylon_slow_clients_total{part=\"body\"}"), 0.0);
+    assert_eq!(
+        metric(&p, "pylon_slow_clients_total", &[("part", "body")]),
+        0.0
+    );
 }
 
 #[test]
@@ -216,7 +223,7 @@ fn connections_beyond_max_connections_are_closed_unread_and_counted() {
     let _ = extra.write_all(b"GET /rest-server/extra HTTP/1.1\r\nHost: h\r\n\r\n");
     let (got, _) = until_closed(&mut extra, Duration::from_secs(5));
     assert!(got.is_empty(), "the extra connection was answered: {got:?}");
-    assert_eq!(metric(&p, "pylon_connections_refused_total"), 1.0);
+    assert_eq!(metric(&p, "pylon_connections_refused_total", &[]), 1.0);
 
     // A freed slot is usable again.
     drop(held.pop());
@@ -275,7 +282,10 @@ fn https_heads_have_the_same_deadline_and_http2_is_not_clocked() {
     let took = started.elapsed();
     assert!(closed, "the HTTPS connection outlived header_timeout");
     assert!(took < Duration::from_secs(3), "closed after {took:?}");
-    assert_eq!(metric(&p, "pylon_slow_clients_total{part=\"head\"}"), 1.0);
+    assert_eq!(
+        metric(&p, "pylon_slow_clients_total", &[("part", "head")]),
+        1.0
+    );
 
     // An HTTP/2 connection that has sent only its preface stays open past
     // header_timeout: HTTP/2 has its own settings and idle handling.
@@ -306,7 +316,10 @@ fn https_heads_have_the_same_deadline_and_http2_is_not_clocked() {
     }
     assert!(types.contains(&4), "no SETTINGS from Pylon: {types:?}");
     assert!(!types.contains(&7), "GOAWAY from Pylon: {types:?}");
-    assert_eq!(metric(&p, "pylon_slow_clients_total{part=\"head\"}"), 1.0);
+    assert_eq!(
+        metric(&p, "pylon_slow_clients_total", &[("part", "head")]),
+        1.0
+    );
 }
 
 /// With `Expect: 100-continue` the client waits for the upstream's go-ahead
@@ -351,5 +364,8 @@ fn waiting_for_100_continue_does_not_count_against_the_client() {
     let (line, _) = c.read_head().expect("read").expect("final answer");
     assert!(line.starts_with("HTTP/1.1 200"), "{line}");
     assert_eq!(upstream.join().expect("upstream"), b"hello");
-    assert_eq!(metric(&p, "pylon_slow_clients_total{part=\"body\"}"), 0.0);
+    assert_eq!(
+        metric(&p, "pylon_slow_clients_total", &[("part", "body")]),
+        0.0
+    );
 }

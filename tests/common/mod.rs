@@ -761,6 +761,29 @@ fn websocket_echo<S: Read + Write>(mut conn: Conn<S>, headers: &[(String, String
 // ----------------------------------------------------------------- test CA
 
 /// A throw-away CA and a leaf for `localhost` / 127.0.0.1 signed by it.
+/// A GET on Pylon's admin listener (`/metrics`, `/status`, …).
+pub fn admin_get(p: &Pylon, path: &str) -> Response {
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    request(p.admin_addr(), raw.as_bytes())
+}
+
+/// The value of one series in a text exposition, labels in any order.
+pub fn series_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+            if metric != name {
+                return None;
+            }
+            let all = labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            all.then(|| value.parse().ok()).flatten()
+        })
+}
+
 /// A TLS client connection to Pylon's HTTPS listener at `addr`, as
 /// `localhost`, trusting the test CA in `ca_file` and offering `alpn`;
 /// the handshake is done when this returns.
