@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 bash tests/install-deps.sh
 
+echo "== vendor/check.sh: vendored Pingora = pristine release + vendor/patches"
+bash vendor/check.sh
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"
