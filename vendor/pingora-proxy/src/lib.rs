@@ -1592,7 +1592,10 @@ where
                 .on_connection_reuse(&mut session, &mut ctx, prev_ctx);
         }
 
-        self.process_request(session, ctx).await
+        // Boxed: inline, the request's large future would size this one,
+        // which a keep-alive connection holds while it waits for its next
+        // request.
+        Box::pin(self.process_request(session, ctx)).await
     }
 
     async fn http_cleanup(&self) {
