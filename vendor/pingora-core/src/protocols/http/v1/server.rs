@@ -73,6 +73,58 @@ impl ProxyTaskState {
     }
 }
 
+/// Reads a request head into `buf`. Before the first byte of a request has
+/// arrived, `buf` holds no memory between polls: it takes
+/// `INIT_HEADER_BUF_SIZE` for each read attempt and gives it back when the
+/// stream has nothing to read, so a keep-alive connection waiting for its next
+/// request (or a new one waiting for its first) holds no read buffer. The
+/// syscalls are those of `read_buf`: one read that finds nothing, one that
+/// reads.
+struct ReadHeadBuf<'a> {
+    stream: &'a mut Stream,
+    buf: &'a mut BytesMut,
+}
+
+impl std::future::Future for ReadHeadBuf<'_> {
+    type Output = std::io::Result<usize>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.buf.capacity() == 0 {
+            this.buf.reserve(INIT_HEADER_BUF_SIZE);
+        } else if this.buf.len() == this.buf.capacity() {
+            // as `read_buf` does for a full BytesMut
+            this.buf.reserve(64);
+        }
+        let spare = this.buf.spare_capacity_mut();
+        let mut read_buf = tokio::io::ReadBuf::uninit(spare);
+        match tokio::io::AsyncRead::poll_read(
+            std::pin::Pin::new(&mut *this.stream),
+            cx,
+            &mut read_buf,
+        ) {
+            Poll::Ready(Ok(())) => {
+                let n = read_buf.filled().len();
+                // SAFETY: poll_read initialized and filled the first n bytes
+                // of the spare capacity.
+                unsafe { this.buf.set_len(this.buf.len() + n) };
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if this.buf.is_empty() {
+                    *this.buf = BytesMut::new();
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
 /// The HTTP 1.x server session
 pub struct HttpSession {
     underlying_stream: Stream,
@@ -215,7 +267,10 @@ impl HttpSession {
         already_read: usize,
     ) -> Result<Option<usize>> {
         let read_result = {
-            let read_event = self.underlying_stream.read_buf(buf);
+            let read_event = ReadHeadBuf {
+                stream: &mut self.underlying_stream,
+                buf,
+            };
             match self.keepalive_timeout {
                 KeepaliveStatus::Timeout(d) => match timeout(d, read_event).await {
                     Ok(res) => res,
@@ -300,7 +355,8 @@ impl HttpSession {
             .pipelined_prefix
             .take()
             .filter(|prefix| !prefix.is_empty())
-            .unwrap_or_else(|| BytesMut::with_capacity(INIT_HEADER_BUF_SIZE));
+            // No buffer yet: `ReadHeadBuf` takes one only once bytes arrive.
+            .unwrap_or_default();
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         let mut detached_suffix = None;
