@@ -65,6 +65,7 @@ struct Slot<'a>(&'a AtomicUsize);
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Relaxed);
+        crate::allocator::connection_closed();
     }
 }
 

@@ -192,6 +192,7 @@ fn main() -> ExitCode {
         upstreams,
         config_hash,
     } = loaded;
+    pylon::allocator::enable();
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
     server.bootstrap();
 
