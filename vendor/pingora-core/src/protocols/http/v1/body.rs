@@ -666,6 +666,14 @@ impl BodyReader {
         buf_index_end: usize,
     ) -> Result<(Option<BufRef>, Option<usize>)> {
         let buf = &self.body_buf.as_ref().unwrap()[buf_index_start..buf_index_end];
+        // chunk-size = 1*HEXDIG (RFC 9112 §7.1). httparse reads a size line
+        // without digits (empty, or only an extension) as size 0, which ends
+        // the body early and leaves the rest to be read as the next request
+        // on a kept-alive or pipelining connection.
+        if buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) {
+            self.body_state = self.body_state.done(0);
+            return Error::e_explain(INVALID_CHUNK, "chunk size without digits");
+        }
         let chunk_status = httparse::parse_chunk_size(buf);
         match chunk_status {
             Ok(status) => {
