@@ -279,6 +279,11 @@ impl ProxyHttp for Pylon {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // Pipelined requests (RFC 9112 §9.3.2) are answered one after the
+        // other: bytes read past this request's end stay for the next one
+        // instead of closing the connection. A request whose body is left
+        // unread still closes (`respond`, `fail_to_proxy`).
+        session.set_pipelining_enabled(true);
         // The head is in: stop its clock, and start the body's if one follows.
         let body_follows = !session.is_body_empty();
         if let Some(c) = ClockedStream::of(session.as_downstream().stream()) {
