@@ -73,6 +73,10 @@ impl ProxyTaskState {
     }
 }
 
+/// A partial request head up to this size is moved to an allocation of its
+/// own size while [`ReadHeadBuf`] waits for the rest.
+const STALLED_HEAD_COPY_MAX: usize = 1024;
+
 /// Reads a request head into `buf`. Before the first byte of a request has
 /// arrived, `buf` holds no memory between polls: it takes
 /// `INIT_HEADER_BUF_SIZE` for each read attempt and gives it back when the
@@ -94,8 +98,9 @@ impl std::future::Future for ReadHeadBuf<'_> {
     ) -> std::task::Poll<Self::Output> {
         use std::task::Poll;
         let this = self.get_mut();
-        if this.buf.capacity() == 0 {
-            this.buf.reserve(INIT_HEADER_BUF_SIZE);
+        if this.buf.capacity() < INIT_HEADER_BUF_SIZE {
+            // taken again after a wait that gave it back (below)
+            this.buf.reserve(INIT_HEADER_BUF_SIZE - this.buf.len());
         } else if this.buf.len() == this.buf.capacity() {
             // as `read_buf` does for a full BytesMut
             this.buf.reserve(64);
@@ -118,6 +123,11 @@ impl std::future::Future for ReadHeadBuf<'_> {
             Poll::Pending => {
                 if this.buf.is_empty() {
                     *this.buf = BytesMut::new();
+                } else if this.buf.len() <= STALLED_HEAD_COPY_MAX {
+                    // A client stalled in the middle of a short head keeps
+                    // only what it sent. Bounded, so a client dribbling a
+                    // large head byte by byte cannot make each wait copy it.
+                    *this.buf = BytesMut::from(&this.buf[..]);
                 }
                 Poll::Pending
             }
