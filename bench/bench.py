@@ -60,6 +60,8 @@ SAT_CONNS = {"small": 64, "medium": 64, "large": 16, "close": 64}
 OPEN_CONNS = 32
 UPLOAD_BYTES = 1 << 30
 HOLD_CONNS = 1000
+# Seconds after the held connections close before RSS is read again.
+CLOSED_WAIT = 2
 PORTAL_PAGE = "/portal.js"
 PORTAL_BYTES = 1024 * 1024
 
@@ -828,27 +830,40 @@ class Bench:
         self.raw.setdefault("nginx_master_rss", []).append(rss_mib(self.targets["nginx"][2].popen.pid))
 
     def hold(self):
+        """RSS with HOLD_CONNS client connections open, idle after one
+        keep-alive request or stalled in the middle of a request head, and
+        RSS again once they have been closed for CLOSED_WAIT seconds."""
         targets = ["nginx", "haproxy", "pylon"]
         for r in range(self.rounds):
             for t in self.order(targets, r):
                 port, prefix, _ = self.targets[t]
-                self.wait_quiet()
-                p = subprocess.Popen(
-                    ["taskset", "-c", LOAD_CORE, str(LOADGEN_BIN), "hold",
-                     "--addr", f"127.0.0.1:{port}", "--path", f"{prefix}/small",
-                     "--conns", str(HOLD_CONNS)],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                res = json.loads(p.stdout.readline())
-                time.sleep(0.3)
-                rss = rss_mib(self.serving(t))
-                p.stdin.close()
-                p.wait(timeout=30)
-                if res["held"] != HOLD_CONNS:
-                    raise RuntimeError(f"{t}: held only {res['held']} connections")
-                self.record("rss.hold", t, rss)
-                time.sleep(0.3)
+                for case, heads in (("hold", 0), ("heads", HOLD_CONNS)):
+                    self.wait_quiet()
+                    before = rss_mib(self.serving(t))
+                    p = subprocess.Popen(
+                        ["taskset", "-c", LOAD_CORE, str(LOADGEN_BIN), "hold",
+                         "--addr", f"127.0.0.1:{port}", "--path", f"{prefix}/small",
+                         "--conns", str(HOLD_CONNS), "--heads", str(heads)],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                    res = json.loads(p.stdout.readline())
+                    time.sleep(0.3)
+                    rss = rss_mib(self.serving(t))
+                    p.stdin.close()
+                    p.wait(timeout=30)
+                    if res["held"] != HOLD_CONNS:
+                        raise RuntimeError(f"{t}: held only {res['held']} connections")
+                    self.record(f"rss.{case}", t, rss)
+                    self.record(f"kib.{case}", t, (rss - before) * 1024 / HOLD_CONNS)
+                    time.sleep(CLOSED_WAIT)
+                    self.record(f"rss.{case}_closed", t, rss_mib(self.serving(t)))
         log("  RSS with 1,000 connections: " + ", ".join(
             f"{t} {statistics.median(self.raw['rss.hold'][t]):.1f} MiB" for t in targets))
+        log("  KiB per idle keep-alive connection: " + ", ".join(
+            f"{t} {statistics.median(self.raw['kib.hold'][t]):.1f}" for t in targets))
+        log("  KiB per stalled request head: " + ", ".join(
+            f"{t} {statistics.median(self.raw['kib.heads'][t]):.1f}" for t in targets))
+        log(f"  RSS {CLOSED_WAIT} s after they closed: " + ", ".join(
+            f"{t} {statistics.median(self.raw['rss.hold_closed'][t]):.1f} MiB" for t in targets))
 
     def profile(self):
         """perf samples with call stacks of Pylon in the 100 B keep-alive case,
@@ -885,6 +900,12 @@ class Bench:
         log(f"work dir {self.dir}; {self.rounds} rounds, {self.secs} s per saturation run")
         self.check()
         self.memory("idle")
+        if self.args.only_memory:
+            log("memory")
+            self.hold()
+            self.memory("after")
+            self.medians()
+            return
         for t in ("direct", "nginx", "haproxy", "pylon", "nginx+log", "pylon+log"):
             wrk(self.url(t, "/small"), 64, 1)
         log("saturation with keep-alive (wrk, 1 thread) and with a new connection per request")
@@ -902,6 +923,9 @@ class Bench:
         self.memory("after")
         log("profile")
         self.profile()
+        self.medians()
+
+    def medians(self):
         for metric, per_target in self.raw.items():
             if isinstance(per_target, dict) and metric not in ("profile",):
                 self.med[metric] = {t: statistics.median(v) for t, v in per_target.items()
@@ -996,6 +1020,10 @@ def rows(med):
         ("1 GiB upload: peak RSS MiB", "down", "1", m("upload.rss", *three)),
         ("RSS idle, MiB", "down", "1", m("rss.idle", *three)),
         ("RSS with 1,000 keep-alive connections, MiB", "down", "1", m("rss.hold", *three)),
+        ("RSS per idle keep-alive connection, KiB", "down", "1", m("kib.hold", *three)),
+        ("RSS per stalled request head, KiB", "down", "1", m("kib.heads", *three)),
+        (f"RSS {CLOSED_WAIT} s after 1,000 connections closed, MiB", "down", "1",
+         m("rss.hold_closed", *three)),
         ("RSS idle after the run, MiB", "down", "1", m("rss.after", *three)),
         ("body rewrite (portal, 7 rules): MB/s per core", "up", "int",
          m("rewrite.mbps_core", "nginx", "pylon")),
@@ -1052,6 +1080,7 @@ def chart_panels(med):
         "1 GiB upload: peak RSS MiB": "1 GiB upload, peak RSS MiB",
         "RSS idle, MiB": "RSS idle, MiB",
         "RSS with 1,000 keep-alive connections, MiB": "RSS 1,000 connections, MiB",
+        "RSS per idle keep-alive connection, KiB": "RSS per idle connection, KiB",
     }
     for label, better, kind, vals in rows(med):
         if label not in short:
@@ -1197,6 +1226,8 @@ def main():
     ap.add_argument("--max-wait", type=float, default=60,
                     help="seconds to wait for a quiet machine before each run (default 60)")
     ap.add_argument("--no-profile", action="store_true", help="skip the perf profile of Pylon")
+    ap.add_argument("--only-memory", action="store_true",
+                    help="measure only RSS idle, with 1,000 connections and after (prints; docs/ untouched)")
     ap.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (configs, logs)")
     ap.add_argument("--started", type=float, default=None, help=argparse.SUPPRESS)
@@ -1224,6 +1255,10 @@ def main():
         b.stop()
 
     b.finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if args.only_memory:
+        print()
+        print(table({k: v for k, v in b.med.items() if k.startswith(("rss.", "kib."))}))
+        return
     info = machine()
     elapsed = time.time() - (args.started or b.started)
     command = args.command or "bench/run.sh"

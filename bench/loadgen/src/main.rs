@@ -3,7 +3,7 @@
 //! ```text
 //! loadgen rate   --addr A --path P --rate R --conns C --secs S [--warmup W]
 //! loadgen upload --addr A --path P --bytes N
-//! loadgen hold   --addr A --path P --conns N
+//! loadgen hold   --addr A --path P --conns N [--heads H]
 //! ```
 //!
 //! `rate` is an open-loop generator in the style of wrk2: every connection
@@ -13,7 +13,8 @@
 //! `upload` streams N bytes with a Content-Length and times the exchange.
 //! `hold` opens N keep-alive connections, completes one request on each and
 //! keeps them open until stdin closes, so the caller can read the server's
-//! memory with those connections alive.
+//! memory with those connections alive; with `--heads H`, H of the N send
+//! only the start of a request head instead (a slow or stalled client).
 //!
 //! Results are one JSON object on stdout.
 
@@ -405,11 +406,20 @@ fn hold(args: &Args) -> Result<String, String> {
     let addr = args.str("addr")?;
     let path = args.str("path")?;
     let conns: usize = args.num("conns", None)?;
+    let heads: usize = args.num("heads", Some(0))?;
     let request = get_request(&path);
     let mut held = Vec::with_capacity(conns);
     let mut reader = Reader::new();
     let mut errors = 0u64;
-    for _ in 0..conns {
+    // Headers are not complete: the server must keep waiting.
+    let head_start = &request[..request.len() - 2];
+    for _ in 0..heads.min(conns) {
+        match connect(&addr).and_then(|mut s| s.write_all(head_start).map(|()| s)) {
+            Ok(s) => held.push(s),
+            Err(_) => errors += 1,
+        }
+    }
+    for _ in heads.min(conns)..conns {
         let outcome = connect(&addr).and_then(|mut s| {
             s.write_all(&request)?;
             let r = reader.response(&mut s)?;
