@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod authority;
 pub mod client_deadlines;
 pub mod config;
 pub mod connection_guard;

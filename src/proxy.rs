@@ -30,6 +30,7 @@ use pingora::{ErrorSource, ErrorType};
 use pingora_limits::rate::Rate;
 
 use crate::access_log::{self, Entry};
+use crate::authority;
 use crate::config::{AccessLogFormat, Config, HostPort, Limits, Route, Tls};
 use crate::connection_guard::ClockedStream;
 use crate::headers;
@@ -138,6 +139,8 @@ struct Dynamic {
 
 pub struct Ctx {
     request_id: HeaderValue,
+    /// The host the client addressed (`:authority` or `Host`), as sent.
+    authority: Option<HeaderValue>,
     dynamic: Option<Dynamic>,
     /// Rewrites this response's body, when its route has rules and its type
     /// matches.
@@ -215,6 +218,22 @@ fn single_content_length(req: &RequestHeader) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// The request's authority ([`authority::of_request`]) as a header value:
+/// the client's own `Host` bytes for HTTP/1.x, a copy of `:authority` for
+/// HTTP/2.
+fn request_authority(
+    req: &RequestHeader,
+) -> std::result::Result<Option<HeaderValue>, authority::Refusal> {
+    let uri_authority = req.uri.authority().map(|a| a.as_str().as_bytes());
+    let hosts = req.headers.get_all(HOST).iter().map(HeaderValue::as_bytes);
+    let named = authority::of_request(req.version, uri_authority, hosts)?;
+    Ok(match (named, req.uri.authority()) {
+        (None, _) => None,
+        (Some(_), Some(a)) => HeaderValue::from_str(a.as_str()).ok(),
+        (Some(_), None) => req.headers.get(HOST).cloned(),
+    })
+}
+
 fn peer_ip(session: &Session) -> Option<IpAddr> {
     session
         .client_addr()
@@ -262,6 +281,7 @@ impl ProxyHttp for Pylon {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             request_id: HeaderValue::from_static(""),
+            authority: None,
             dynamic: None,
             rewriter: None,
             drop_body: false,
@@ -313,6 +333,10 @@ impl ProxyHttp for Pylon {
         if let Some((code, why)) = over_limits(req, &self.limits) {
             return respond(session, &ctx.request_id, code, &[], why).await;
         }
+        ctx.authority = match request_authority(req) {
+            Ok(a) => a,
+            Err(r) => return respond(session, &ctx.request_id, 400, &[], r.message()).await,
+        };
         let target = match path::normalise(req.raw_path()) {
             Ok(t) => t,
             Err(e) => {
@@ -338,11 +362,7 @@ impl ProxyHttp for Pylon {
 
         // Probes (/healthz, above) may use any address; everything else must
         // name this instance, since redirects and pages are built from Host.
-        let host = req
-            .headers
-            .get(HOST)
-            .map(|v| v.as_bytes())
-            .or_else(|| req.uri.host().map(str::as_bytes));
+        let host = ctx.authority.as_ref().map(HeaderValue::as_bytes);
         if !headers::host_allowed(host, &self.server_names) {
             return respond(
                 session,
@@ -358,7 +378,6 @@ impl ProxyHttp for Pylon {
             if !is_tls(session) {
                 // 307 keeps the method and body (the original's 301 turned
                 // POSTs into GETs); the port is the public HTTPS one.
-                let host = req.headers.get(HOST).map(|v| v.as_bytes());
                 return match headers::https_location(
                     host,
                     tls.public_port,
@@ -608,7 +627,7 @@ impl ProxyHttp for Pylon {
 
         // `req` is a fresh copy of the client's request: read what the client
         // sent from it before overwriting.
-        let client_host = req.headers.get(HOST).cloned();
+        let client_host = ctx.authority.clone();
         if let Some(h) = upstream_host {
             req.insert_header(HOST, h)?;
         }
@@ -869,7 +888,7 @@ impl Pylon {
         }
         let req = session.req_header();
         let scheme = if is_tls(session) { "https" } else { "http" };
-        let host = req.headers.get(HOST).and_then(|v| v.to_str().ok());
+        let host = authority::public(ctx.authority.as_ref().map(HeaderValue::as_bytes));
         let public = PublicOrigin::new(scheme, host);
         let status = resp.status.as_u16();
 
