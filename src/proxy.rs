@@ -820,6 +820,71 @@ impl ProxyHttp for Pylon {
         }
     }
 
+    fn request_refused(
+        &self,
+        session: &pingora::protocols::http::ServerSession,
+        e: Option<&Error>,
+        status: Option<u16>,
+    ) -> bool {
+        // One access-log line and one count per refused request, never a
+        // line on stderr: a scan must not flood the error log.
+        let reason = metrics::refusal_index(e.map(|e| e.etype()), status);
+        self.metrics.refused[reason].inc();
+        let h1 = session.as_http1();
+        // `req_header()` panics on a head that did not parse; the summary
+        // starts with `-` exactly then.
+        let head = h1
+            .filter(|s| !s.request_summary().starts_with("- "))
+            .map(|s| s.req_header());
+        let method = head.map_or("-", |h| h.method.as_str());
+        self.metrics.route(None).record(
+            metrics::method_index(method),
+            status.unwrap_or(0),
+            Duration::ZERO,
+            0,
+            0,
+        );
+        debug!(
+            "refused before routing ({}): {e:?}",
+            metrics::REFUSALS[reason]
+        );
+        if self.access_log != AccessLogFormat::Off {
+            let client = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            access_log::write(
+                self.access_log,
+                &Entry {
+                    time: SystemTime::now(),
+                    client,
+                    method,
+                    target: head.map_or(b"-", |h| h.raw_path()),
+                    version: match head {
+                        Some(h) => h.version,
+                        None if session.is_http2() => http::Version::HTTP_2,
+                        None => http::Version::HTTP_11,
+                    },
+                    status: status.unwrap_or(0),
+                    bytes_sent: 0,
+                    bytes_received: 0,
+                    duration: Duration::ZERO,
+                    request_id: "",
+                    route: None,
+                    upstream: None,
+                    referer: head
+                        .and_then(|h| h.headers.get("referer"))
+                        .map(|v| v.as_bytes()),
+                    user_agent: head
+                        .and_then(|h| h.headers.get("user-agent"))
+                        .map(|v| v.as_bytes()),
+                    refused: Some(metrics::REFUSALS[reason]),
+                },
+            );
+        }
+        true
+    }
+
     fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, _e: &Error) -> bool {
         // fail_to_proxy already logged one line with the route and cause.
         true
@@ -861,6 +926,7 @@ impl ProxyHttp for Pylon {
             upstream: ctx.upstream_addr,
             referer: req.headers.get("referer").map(|v| v.as_bytes()),
             user_agent: req.headers.get("user-agent").map(|v| v.as_bytes()),
+            refused: None,
         };
         access_log::write(self.access_log, &entry);
     }
