@@ -20,5 +20,6 @@ pub mod redirect;
 pub mod rewrite;
 pub mod routing;
 pub mod status;
+pub mod transfer_coding;
 pub mod upstream;
 pub mod upstream_uri;

@@ -41,6 +41,7 @@ use crate::path;
 use crate::redirect::{self, PublicOrigin, Redirects};
 use crate::rewrite::{self, Streamer, Vars};
 use crate::routing::{self, Router};
+use crate::transfer_coding;
 use crate::upstream::Upstream;
 
 pub struct ActiveRoute {
@@ -331,6 +332,10 @@ impl ProxyHttp for Pylon {
             _ => headers::new_request_id_value(),
         };
         if let Some((code, why)) = over_limits(req, &self.limits) {
+            return respond(session, &ctx.request_id, code, &[], why).await;
+        }
+        let codings = req.headers.get_all(http::header::TRANSFER_ENCODING).iter();
+        if let Err((code, why)) = transfer_coding::check(codings.map(HeaderValue::as_bytes)) {
             return respond(session, &ctx.request_id, code, &[], why).await;
         }
         ctx.authority = match request_authority(req) {
