@@ -157,6 +157,9 @@ pub struct Ctx {
     /// The TCP peer is a configured trusted proxy.
     peer_trusted: bool,
     connect_failures: usize,
+    /// The status of a failure after the response head went out: what
+    /// the access log and metrics record instead of that head's status.
+    cut_short: Option<u16>,
     failed_addr: Option<SocketAddr>,
     upstream_addr: Option<SocketAddr>,
     request_body_bytes: u64,
@@ -293,6 +296,7 @@ impl ProxyHttp for Pylon {
             client_ip: None,
             peer_trusted: false,
             connect_failures: 0,
+            cut_short: None,
             failed_addr: None,
             upstream_addr: None,
             request_body_bytes: 0,
@@ -818,6 +822,14 @@ impl ProxyHttp for Pylon {
             if let Err(err) = respond(session, &ctx.request_id, code, &[], &body).await {
                 debug!("could not send {code}: {err}");
             }
+        } else if code > 0 {
+            // The response is cut short: every client must see that it is
+            // incomplete, which a FIN does not tell an HTTP/1.0 client whose
+            // body ends with the connection. HTTP/2 streams are reset.
+            ctx.cut_short = Some(code);
+            if let Some(c) = ClockedStream::of(session.as_downstream().stream()) {
+                c.abort();
+            }
         }
         FailToProxy {
             error_code: code,
@@ -900,7 +912,9 @@ impl ProxyHttp for Pylon {
             c.request_done();
         }
         let req = session.req_header();
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let status = ctx
+            .cut_short
+            .unwrap_or_else(|| session.response_written().map_or(0, |r| r.status.as_u16()));
         let duration = ctx.started.elapsed();
         let bytes_sent = session.body_bytes_sent() as u64;
         self.metrics.route(ctx.route).record(
