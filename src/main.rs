@@ -67,8 +67,12 @@ fn load(path: &str) -> Result<Loaded, String> {
 
 fn describe(loaded: &Loaded) -> String {
     let mut out = format!(
-        "listen: {}\nadmin: {}\nroutes:\n",
+        "listen: {}\n{}admin: {}\nroutes:\n",
         loaded.pylon.listen.join(", "),
+        match &loaded.pylon.tls {
+            Some(t) => format!("tls: {}\n", t.listen.join(", ")),
+            None => String::new(),
+        },
         loaded.pylon.admin_listen.as_deref().unwrap_or("off")
     );
     let mut routes: Vec<_> = loaded.pylon.routes.iter().collect();

@@ -395,3 +395,22 @@ fn chromium() -> &'static str {
             "chromium not found: install the Debian package chromium (tests/install-deps.sh does)",
         )
 }
+
+/// `pylon -t` names every listener, the HTTPS ones included.
+#[test]
+fn the_check_lists_the_tls_listeners() {
+    let rig = Rig::start();
+    let out = common::pylon_command()
+        .arg("-t")
+        .arg("-c")
+        .arg(rig.p.config_path())
+        .output()
+        .expect("run pylon -t");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("listen: {}\n", rig.p.addr()))
+            && text.contains(&format!("tls: {}\n", rig.tls)),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
