@@ -207,7 +207,10 @@ fn main() -> ExitCode {
         .filter_map(|a| a.parse::<std::net::SocketAddr>().ok())
         .map(|a| a.port())
         .collect();
-    let names: Vec<&str> = pylon.routes.iter().map(|r| r.name.as_str()).collect();
+    let mut names: Vec<&str> = pylon.routes.iter().map(|r| r.name.as_str()).collect();
+    if pylon.hostport.is_some() {
+        names.push(pylon::metrics::HOSTPORT);
+    }
     let metrics = Arc::new(Metrics::new(&names, ports, version, &config_hash));
 
     let limits = &pylon.limits;
@@ -269,6 +272,7 @@ fn main() -> ExitCode {
                     upstream: u.clone(),
                 })
                 .collect(),
+            hostport: pylon.hostport.as_ref().map(|h| h.prefixes.join(",")),
             version,
             config_hash,
         };

@@ -585,7 +585,7 @@ impl ProxyHttp for Pylon {
     ) -> Box<Error> {
         ctx.connect_failures += 1;
         ctx.failed_addr = peer._address.as_inet().copied();
-        let route_metrics = self.metrics.route(ctx.route);
+        let route_metrics = self.metrics.route(self.metrics_route(ctx));
         route_metrics.connect_failures.inc();
         if matches!(
             e.etype(),
@@ -786,7 +786,7 @@ impl ProxyHttp for Pylon {
             }
             (ErrorType::ReadTimedout | ErrorType::WriteTimedout, ErrorSource::Upstream) => {
                 // Connect timeouts were counted in fail_to_connect.
-                self.metrics.route(ctx.route).timeouts.inc();
+                self.metrics.route(self.metrics_route(ctx)).timeouts.inc();
                 (504, "upstream timed out")
             }
             (_, ErrorSource::Upstream) => (502, "upstream unavailable"),
@@ -917,7 +917,7 @@ impl ProxyHttp for Pylon {
             .unwrap_or_else(|| session.response_written().map_or(0, |r| r.status.as_u16()));
         let duration = ctx.started.elapsed();
         let bytes_sent = session.body_bytes_sent() as u64;
-        self.metrics.route(ctx.route).record(
+        self.metrics.route(self.metrics_route(ctx)).record(
             metrics::method_index(req.method.as_str()),
             status,
             duration,
@@ -941,7 +941,8 @@ impl ProxyHttp for Pylon {
             route: ctx
                 .route
                 .and_then(|i| self.routes.get(i))
-                .map(|r| r.cfg.name.as_str()),
+                .map(|r| r.cfg.name.as_str())
+                .or(ctx.dynamic.as_ref().map(|_| metrics::HOSTPORT)),
             upstream: ctx.upstream_addr,
             referer: req.headers.get("referer").map(|v| v.as_bytes()),
             user_agent: req.headers.get("user-agent").map(|v| v.as_bytes()),
@@ -952,6 +953,13 @@ impl ProxyHttp for Pylon {
 }
 
 impl Pylon {
+    /// The metrics slot of the request: its route, the `/a/` destinations'
+    /// own slot just after the routes (see [`metrics::HOSTPORT`]), or none.
+    fn metrics_route(&self, ctx: &Ctx) -> Option<usize> {
+        ctx.route
+            .or_else(|| ctx.dynamic.as_ref().map(|_| self.routes.len()))
+    }
+
     /// Redirect, body and ETag rewriting of one upstream response of route
     /// `i` (response_filter).
     fn rewrite_response(

@@ -294,7 +294,17 @@ fn check(rig: &Rig, proto: Proto) {
         ctx("WebHDFS Location")
     );
     let next = want.strip_prefix(&public).unwrap_or_default();
-    assert_eq!(rig.get(proto, next).status, 200, "{}", ctx("/a/ followed"));
+    let r = rig.get(proto, next);
+    assert_eq!(r.status, 200, "{}", ctx("/a/ followed"));
+    let id = r.header("X-Request-Id").unwrap_or_default().to_string();
+    let line = rig
+        .p
+        .wait_for_stdout_line("access log line of /a/", |l| l.contains(&id));
+    assert!(
+        line.contains(&format!(" route=hostport upstream={dn} ")),
+        "{}: {line}",
+        ctx("/a/ named in the access log")
+    );
     assert_eq!(rig.dn.last().target, "/webhdfs/v1/tmp/f?op=OPEN");
 }
 
@@ -343,6 +353,22 @@ fn request_dependent_behaviour_is_the_same_over_every_protocol() {
     for proto in Proto::ALL {
         check(&rig, proto);
     }
+    // The /a/ traffic has its own series and its own row on /status.
+    let metrics = common::admin_get(&rig.p, "/metrics").text();
+    assert_eq!(
+        common::series_value(
+            &metrics,
+            "pylon_requests_total",
+            &[("route", "hostport"), ("method", "GET"), ("status", "2xx")]
+        ),
+        Some(3.0),
+        "{metrics}"
+    );
+    let status = common::admin_get(&rig.p, "/status?format=json").text();
+    assert!(
+        status.contains("{\"name\":\"hostport\",\"prefix\":\"/a"),
+        "{status}"
+    );
 }
 
 /// What a browser sees: headless Chromium loads the portal over HTTPS
