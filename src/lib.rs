@@ -13,6 +13,7 @@ pub mod fuzzing;
 pub mod headers;
 pub mod hostport;
 pub mod lifecycle;
+pub mod log_demote;
 pub mod metrics;
 pub mod path;
 pub mod proxy;

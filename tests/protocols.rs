@@ -440,3 +440,39 @@ fn the_check_lists_the_tls_listeners() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A client that abandons its TLS or HTTP/2 handshake (browsers do on
+/// ordinary visits) is a `debug` line, not an `error` one.
+#[test]
+fn abandoned_handshakes_are_logged_at_debug() {
+    let ca = TestCa::new();
+    let port = free_port();
+    let p = Pylon::start(
+        &format!(
+            "tls:\n  listen: [\"127.0.0.1:{port}\"]\n  cert: {}\n  key: {}\n",
+            ca.cert_file.display(),
+            ca.key_file.display()
+        ),
+        &[("RUST_LOG", "info,pingora_core=debug")],
+    );
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // No ClientHello at all, then a TLS session (ALPN h2) without a preface.
+    drop(TcpStream::connect(addr).expect("connect"));
+    drop(common::tls_client(addr, &ca.ca_file, b"h2"));
+    let handshake_lines = |level: &str| -> Vec<String> {
+        p.stderr_text()
+            .lines()
+            .filter(|l| l.contains(level) && l.contains("andshake"))
+            .map(str::to_string)
+            .collect()
+    };
+    common::wait_until("the demoted lines", Duration::from_secs(10), || {
+        let debug = handshake_lines(" DEBUG ");
+        (debug
+            .iter()
+            .any(|l| l.contains("Downstream handshake error"))
+            && debug.iter().any(|l| l.contains("H2 handshake error")))
+        .then_some(())
+    });
+    assert_eq!(handshake_lines(" ERROR "), Vec::<String>::new());
+}
