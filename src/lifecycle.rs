@@ -14,8 +14,11 @@
 //!    stop accepting and drop connections still idle; by then every active
 //!    client has been told to reconnect, and reconnects land on the new
 //!    process (upgrade) or on another instance (the balancer saw the 503).
-//! 3. The process exits as soon as no request is in flight, instead of
-//!    sleeping through the whole grace period.
+//! 3. The process exits as soon as no request is in flight and no client
+//!    connection is open, instead of sleeping through the whole grace
+//!    period. Open connections count because an HTTP/2 connection may hold
+//!    streams the client sent before it saw Pingora's GOAWAY that are not
+//!    yet requests in flight: exiting then failed them.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -30,6 +33,7 @@ static DRAINING: AtomicBool = AtomicBool::new(false);
 /// served by the new process, so the instance is not going away.
 static LEAVING: AtomicBool = AtomicBool::new(false);
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+static OPEN_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 
 /// Pingora sleeps this long between handing the sockets to the new process
 /// and stopping the old one (`CLOSE_TIMEOUT`, not configurable).
@@ -60,6 +64,22 @@ impl Drop for InFlight {
     }
 }
 
+/// Held for the life of one client connection on the proxy's listeners.
+pub struct OpenConnection(());
+
+impl OpenConnection {
+    pub fn enter() -> Self {
+        OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        OPEN_CONNECTIONS.fetch_sub(1, Ordering::Release);
+    }
+}
+
 fn start_draining(why: &str, notice: Duration) {
     DRAINING.store(true, Ordering::Relaxed);
     info!("{why}: draining; keep-alive clients are told to reconnect for {notice:?}, then listeners close");
@@ -69,9 +89,16 @@ fn start_draining(why: &str, notice: Duration) {
             // Past the notice Pingora has stopped accepting; a little slack lets
             // requests read just before that register as in flight.
             std::thread::sleep(notice + Duration::from_millis(500));
+            // A connection accepted just before the listeners closed counts
+            // only once its TLS handshake is done: exit after a quiet second,
+            // not at the first quiet instant.
+            let mut quiet = 0;
             loop {
-                if IN_FLIGHT.load(Ordering::Acquire) == 0 {
-                    info!("drained: no request in flight, exiting");
+                let idle = IN_FLIGHT.load(Ordering::Acquire) == 0
+                    && OPEN_CONNECTIONS.load(Ordering::Acquire) == 0;
+                quiet = if idle { quiet + 1 } else { 0 };
+                if quiet >= 10 {
+                    info!("drained: no request in flight, no connection open, exiting");
                     std::process::exit(0);
                 }
                 std::thread::sleep(Duration::from_millis(100));

@@ -67,8 +67,12 @@ fn load(path: &str) -> Result<Loaded, String> {
 
 fn describe(loaded: &Loaded) -> String {
     let mut out = format!(
-        "listen: {}\nadmin: {}\nroutes:\n",
+        "listen: {}\n{}admin: {}\nroutes:\n",
         loaded.pylon.listen.join(", "),
+        match &loaded.pylon.tls {
+            Some(t) => format!("tls: {}\n", t.listen.join(", ")),
+            None => String::new(),
+        },
         loaded.pylon.admin_listen.as_deref().unwrap_or("off")
     );
     let mut routes: Vec<_> = loaded.pylon.routes.iter().collect();
@@ -125,10 +129,13 @@ const CLIENT_BUFFERS: L4BufferSettings = L4BufferSettings {
 fn main() -> ExitCode {
     // Pingora's load balancer logs every health change with a full peer
     // dump; Pylon logs one line per change itself (upstream.rs).
-    env_logger::Builder::from_env(
+    let logger = env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("info,pingora_load_balancing=error"),
     )
-    .init();
+    .build();
+    log::set_max_level(logger.filter());
+    // Abandoned client handshakes go to debug (log_demote.rs).
+    let _ = log::set_boxed_logger(Box::new(pylon::log_demote::Demote(logger)));
     let mut opt = Opt::parse_args();
     let path = opt
         .conf
@@ -204,7 +211,10 @@ fn main() -> ExitCode {
         .filter_map(|a| a.parse::<std::net::SocketAddr>().ok())
         .map(|a| a.port())
         .collect();
-    let names: Vec<&str> = pylon.routes.iter().map(|r| r.name.as_str()).collect();
+    let mut names: Vec<&str> = pylon.routes.iter().map(|r| r.name.as_str()).collect();
+    if pylon.hostport.is_some() {
+        names.push(pylon::metrics::HOSTPORT);
+    }
     let metrics = Arc::new(Metrics::new(&names, ports, version, &config_hash));
 
     let limits = &pylon.limits;
@@ -266,6 +276,7 @@ fn main() -> ExitCode {
                     upstream: u.clone(),
                 })
                 .collect(),
+            hostport: pylon.hostport.as_ref().map(|h| h.prefixes.join(",")),
             version,
             config_hash,
         };
