@@ -335,10 +335,7 @@ pub struct Route {
     pub upstream_source: String,
     pub add_slash: bool,
     pub preserve_host: bool,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub write_timeout: Duration,
-    pub idle_timeout: Duration,
+    pub timeouts: Timeouts,
     /// `None` means unlimited, as the original after users hit 413 on uploads.
     pub max_body_size: Option<u64>,
     pub tls_verify: bool,
@@ -361,6 +358,30 @@ pub struct Tls {
     pub hsts_seconds: u64,
 }
 
+/// How long Pylon waits on an upstream: one set per route, and the
+/// defaults for `/a/` destinations, which no route configures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP (and TLS) connect; also bounds resolving an `/a/` host name.
+    pub connect: Duration,
+    /// Per read; also the idle limit of an upgraded connection.
+    pub read: Duration,
+    pub write: Duration,
+    /// How long an idle pooled connection is kept.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: DEFAULT_CONNECT_TIMEOUT,
+            read: DEFAULT_IO_TIMEOUT,
+            write: DEFAULT_IO_TIMEOUT,
+            idle: DEFAULT_POOL_IDLE_TIMEOUT,
+        }
+    }
+}
+
 /// Where `/a/<host>:<port>/…` may forward: checked on the resolved address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPort {
@@ -374,6 +395,8 @@ pub struct HostPort {
     /// Loopback, link-local, unspecified addresses and Pylon's own ports are
     /// refused unless this is set (tests on one machine need it).
     pub allow_loopback: bool,
+    /// Those of a route that sets none.
+    pub timeouts: Timeouts,
 }
 
 /// Request-head limits, as strict as nginx's defaults.
@@ -694,6 +717,7 @@ fn check(raw: RawPylon, env: &dyn Env) -> Result<Config, ConfigError> {
                 allow,
                 ports,
                 allow_loopback: h.allow_loopback.unwrap_or(false),
+                timeouts: Timeouts::default(),
             })
         }
     };
@@ -796,7 +820,7 @@ fn check_route(
     });
     // (text as written, text to parse, key for errors)
     let mut texts: Vec<(String, String, String)> = Vec::new();
-    let source = match (from_env, &spec.upstream) {
+    let source = match (from_env.as_ref(), &spec.upstream) {
         (Some((var, value)), _) => {
             // A variable may list several endpoints, comma-separated.
             let suffix = standard
@@ -839,7 +863,16 @@ fn check_route(
         }
         endpoints.push(uri);
     }
-    let upstream = endpoints[0].clone();
+    // Only an environment variable can get here empty (`GRAFANA_URI=","`):
+    // the file's forms were checked for emptiness above.
+    let Some(upstream) = endpoints.first().cloned() else {
+        let written = from_env.as_ref().map_or("", |(_, v)| v.as_str());
+        return Err(ConfigError::new(
+            &source,
+            written,
+            "lists no URI, only separators; unset it to make the route inactive",
+        ));
+    };
 
     let health_check = match spec.health_check {
         Some(RawHealthCheck {
@@ -885,12 +918,14 @@ fn check_route(
             "must be positive",
         ));
     }
-    let read_timeout =
-        opt_duration(&key("read_timeout"), &spec.read_timeout)?.unwrap_or(DEFAULT_IO_TIMEOUT);
-    let write_timeout =
-        opt_duration(&key("write_timeout"), &spec.write_timeout)?.unwrap_or(DEFAULT_IO_TIMEOUT);
-    let idle_timeout = opt_duration(&key("idle_timeout"), &spec.idle_timeout)?
-        .unwrap_or(DEFAULT_POOL_IDLE_TIMEOUT);
+    let timeouts = Timeouts {
+        connect: connect_timeout,
+        read: opt_duration(&key("read_timeout"), &spec.read_timeout)?.unwrap_or(DEFAULT_IO_TIMEOUT),
+        write: opt_duration(&key("write_timeout"), &spec.write_timeout)?
+            .unwrap_or(DEFAULT_IO_TIMEOUT),
+        idle: opt_duration(&key("idle_timeout"), &spec.idle_timeout)?
+            .unwrap_or(DEFAULT_POOL_IDLE_TIMEOUT),
+    };
     let max_body_size = match &spec.max_body_size {
         None => None,
         Some(s) => match parse_size(&s.text()) {
@@ -971,10 +1006,7 @@ fn check_route(
             .add_slash
             .unwrap_or(standard.is_some_and(|s| s.add_slash)),
         preserve_host: spec.preserve_host.unwrap_or(false),
-        connect_timeout,
-        read_timeout,
-        write_timeout,
-        idle_timeout,
+        timeouts,
         max_body_size,
         tls_verify: spec.tls_verify.unwrap_or(true),
         tls_ca_file: spec.tls_ca_file,
@@ -1288,6 +1320,15 @@ mod tests {
     }
 
     #[test]
+    fn env_var_of_only_commas_is_refused() {
+        for value in [",", " , ,"] {
+            let e = from_yaml("", &env(&[("GRAFANA_URI", value)])).unwrap_err();
+            assert_eq!(e.key, "GRAFANA_URI");
+            assert_eq!(e.value, value);
+        }
+    }
+
+    #[test]
     fn bad_env_var_names_the_variable() {
         let e = from_yaml("", &env(&[("REST_SERVER_URI", "not a url")])).unwrap_err();
         assert_eq!(e.key, "REST_SERVER_URI");
@@ -1329,7 +1370,7 @@ mod tests {
         assert_eq!(t.prefix, "/tool");
         assert_eq!(t.upstream.base_path, "/base");
         assert_eq!(t.max_body_size, Some(256 << 20));
-        assert_eq!(t.read_timeout, Duration::from_secs(300));
+        assert_eq!(t.timeouts.read, Duration::from_secs(300));
     }
 
     #[test]

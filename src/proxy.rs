@@ -40,7 +40,7 @@ use crate::path;
 use crate::redirect::{self, PublicOrigin, Redirects};
 use crate::rewrite::{self, Streamer, Vars};
 use crate::routing::{self, Router};
-use crate::upstream::Upstream;
+use crate::upstream::{self, Upstream};
 
 pub struct ActiveRoute {
     pub cfg: Route,
@@ -107,15 +107,12 @@ impl Pylon {
                 .chain(cfg.tls.iter().flat_map(|t| &t.listen))
                 .filter_map(|a| a.parse().ok())
                 .collect(),
-            hostport_template: {
-                let mut p =
-                    HttpPeer::new(SocketAddr::from(([0, 0, 0, 0], 80)), false, String::new());
-                p.options.connection_timeout = Some(Duration::from_secs(10));
-                p.options.read_timeout = Some(Duration::from_secs(3600));
-                p.options.write_timeout = Some(Duration::from_secs(3600));
-                p.options.idle_timeout = Some(Duration::from_secs(30));
-                p
-            },
+            hostport_template: upstream::destination_template(
+                &cfg.hostport
+                    .as_ref()
+                    .map(|h| h.timeouts)
+                    .unwrap_or_default(),
+            ),
         }
     }
 }
@@ -412,13 +409,8 @@ impl ProxyHttp for Pylon {
                 ctx.route = None;
                 // As written: brackets kept for IPv6.
                 let ((host, port), authority) = (dest, seg.to_string());
-                let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-                    Ok(ip) => vec![SocketAddr::new(ip, port)],
-                    Err(_) => match tokio::net::lookup_host((host, port)).await {
-                        Ok(found) => found.collect(),
-                        Err(_) => Vec::new(),
-                    },
-                };
+                let addrs =
+                    upstream::resolve_destination(host, port, policy.timeouts.connect).await;
                 if addrs.is_empty() {
                     return respond(
                         session,
@@ -716,7 +708,7 @@ impl ProxyHttp for Pylon {
             // An upgraded connection (WebSocket: kubectl exec, notebooks) may sit
             // idle far longer than an HTTP request; give it the route's timeout.
             if let Some(route) = ctx.route.and_then(|i| self.routes.get(i)) {
-                session.set_read_timeout(Some(route.cfg.read_timeout));
+                session.set_read_timeout(Some(route.cfg.timeouts.read));
             }
             return Ok(());
         }
