@@ -1,6 +1,6 @@
 //! Pylon as a library: the pure modules (configuration, path normalisation,
-//! routing, header handling) and the Pingora glue, so that the binary, the
-//! fuzz targets and the benchmarks all use the same code.
+//! routing, header handling, rewriting) and the Pingora glue, so that the
+//! `pylon` binary and the fuzz targets under `fuzz/` use the same code.
 
 pub mod access_log;
 pub mod admin;
