@@ -34,11 +34,11 @@ use crate::config::{AccessLogFormat, Config, HostPort, Limits, Route, Tls};
 use crate::connection_guard::ClockedStream;
 use crate::headers;
 use crate::hostport;
-use crate::lifecycle::{self, InFlight};
+use crate::lifecycle::{InFlight, Lifecycle};
 use crate::metrics::{self, Metrics};
 use crate::path;
 use crate::redirect::{self, PublicOrigin, Redirects};
-use crate::rewrite::{self, Streamer, Vars};
+use crate::rewrite::{Streamer, Vars};
 use crate::routing::{self, Router};
 use crate::upstream::{self, Upstream};
 
@@ -47,10 +47,6 @@ pub struct ActiveRoute {
     pub upstream: Arc<Upstream>,
     /// Requests per client address in the current second, when limited.
     rate: Option<Rate>,
-    /// `Host` and `X-Forwarded-Prefix` for the upstream, built once: each
-    /// request then shares these bytes instead of copying the strings.
-    host_value: Option<HeaderValue>,
-    prefix_value: Option<HeaderValue>,
 }
 
 pub struct Pylon {
@@ -69,12 +65,18 @@ pub struct Pylon {
     own_addrs: Vec<SocketAddr>,
     /// Timeouts of `/a/` destinations: those of an unconfigured route.
     hostport_template: HttpPeer,
+    lifecycle: Arc<Lifecycle>,
 }
 
 const X_REQUEST_ID: &str = "x-request-id";
 
 impl Pylon {
-    pub fn new(cfg: &Config, upstreams: &[Arc<Upstream>], metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        cfg: &Config,
+        upstreams: &[Arc<Upstream>],
+        metrics: Arc<Metrics>,
+        lifecycle: Arc<Lifecycle>,
+    ) -> Self {
         let routes: Vec<ActiveRoute> = cfg
             .routes
             .iter()
@@ -83,8 +85,6 @@ impl Pylon {
                 cfg: r.clone(),
                 upstream: u.clone(),
                 rate: r.rate_limit.map(|_| Rate::new(Duration::from_secs(1))),
-                host_value: HeaderValue::from_str(&r.upstream.authority).ok(),
-                prefix_value: HeaderValue::from_str(&r.prefix).ok(),
             })
             .collect();
         let router = Router::new(routes.iter().map(|r| r.cfg.prefix.as_str()));
@@ -105,8 +105,9 @@ impl Pylon {
                 .iter()
                 .chain(&cfg.admin_listen)
                 .chain(cfg.tls.iter().flat_map(|t| &t.listen))
-                .filter_map(|a| a.parse().ok())
+                .copied()
                 .collect(),
+            lifecycle,
             hostport_template: upstream::destination_template(
                 &cfg.hostport
                     .as_ref()
@@ -262,7 +263,7 @@ impl ProxyHttp for Pylon {
             dynamic: None,
             rewriter: None,
             drop_body: false,
-            _in_flight: InFlight::enter(),
+            _in_flight: self.lifecycle.enter(),
             started: Instant::now(),
             route: None,
             upstream_target: Vec::new(),
@@ -288,7 +289,7 @@ impl ProxyHttp for Pylon {
         }
         // Pingora otherwise keeps idle HTTP/1.1 connections forever. While
         // draining, every response tells the client to reconnect elsewhere.
-        let draining = lifecycle::is_draining();
+        let draining = self.lifecycle.is_draining();
         // Only bound keep-alive the client asked for (HTTP/1.0 without
         // `Connection: keep-alive` and `Connection: close` stay off).
         let wants_keepalive = session.get_keepalive().is_some();
@@ -327,7 +328,7 @@ impl ProxyHttp for Pylon {
 
         if target.path == "/healthz" {
             // A balancer moves traffic away before this instance closes anything.
-            return match lifecycle::is_leaving() {
+            return match self.lifecycle.is_leaving() {
                 false => respond(session, &ctx.request_id, 200, &[], "Pylon ready.").await,
                 true => respond(session, &ctx.request_id, 503, &[], "Pylon draining.").await,
             };
@@ -580,9 +581,9 @@ impl ProxyHttp for Pylon {
             (Some(r), _) => (
                 match r.cfg.preserve_host {
                     true => None,
-                    false => Some(r.host_value.clone().ok_or_else(bad_value)?),
+                    false => Some(r.cfg.host_header.clone()),
                 },
-                r.prefix_value.clone(),
+                Some(r.cfg.prefix_header.clone()),
             ),
             (None, Some(d)) => (
                 Some(HeaderValue::from_str(&d.authority).map_err(|_| bad_value())?),
@@ -923,7 +924,7 @@ impl Pylon {
             let content_type = resp.headers.get(CONTENT_TYPE).map(|v| v.as_bytes());
             let encoded = resp.headers.get(http::header::CONTENT_ENCODING).is_some();
             let vars = Vars::new(scheme, host.unwrap_or_default(), &route.cfg.prefix);
-            if has_body && !encoded && rewrite::rewritable(content_type, &route.cfg.rewrite_types) {
+            if has_body && !encoded && route.cfg.rewrite_types.matches(content_type) {
                 if let Some(vars) = vars {
                     ctx.rewriter = Some(rules.streamer(vars));
                     // The length changes; headers go out before the body.
