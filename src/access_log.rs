@@ -25,6 +25,9 @@ pub struct Entry<'a> {
     pub request_id: &'a str,
     pub referer: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
+    /// Why a request was refused before it could be routed (a
+    /// [`crate::metrics::REFUSALS`] reason); `None` for every other request.
+    pub refused: Option<&'a str>,
 }
 
 pub fn write(format: AccessLogFormat, e: &Entry) {
@@ -181,6 +184,10 @@ fn combined_into(out: &mut String, e: &Entry) {
     } else {
         e.request_id
     });
+    if let Some(why) = e.refused {
+        out.push_str(" refused=");
+        out.push_str(why);
+    }
     out.push('\n');
 }
 
@@ -268,6 +275,10 @@ fn json_into(out: &mut String, e: &Entry) {
         Some(r) => push_json_str(out, r),
         None => out.push_str("null"),
     }
+    if let Some(why) = e.refused {
+        out.push_str(",\"refused\":");
+        push_json_str(out, why.as_bytes());
+    }
     out.push_str("}\n");
 }
 
@@ -303,7 +314,16 @@ mod tests {
             request_id: "0123456789abcdef",
             referer: None,
             user_agent: Some(b"curl/8"),
+            refused: None,
         }
+    }
+
+    #[test]
+    fn refused_requests_name_the_reason() {
+        let mut e = entry();
+        e.refused = Some("malformed");
+        assert!(combined(&e).ends_with(" rid=0123456789abcdef refused=malformed\n"));
+        assert!(json(&e).ends_with(",\"user_agent\":\"curl/8\",\"refused\":\"malformed\"}\n"));
     }
 
     #[test]

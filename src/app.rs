@@ -67,8 +67,12 @@ pub fn load(path: &str) -> Result<Loaded, String> {
 /// What `pylon -t` prints: listeners and the route table.
 pub fn describe(loaded: &Loaded) -> String {
     let mut out = format!(
-        "listen: {}\nadmin: {}\nroutes:\n",
+        "listen: {}\n{}admin: {}\nroutes:\n",
         join(&loaded.pylon.listen),
+        match &loaded.pylon.tls {
+            Some(t) => format!("tls: {}\n", join(&t.listen)),
+            None => String::new(),
+        },
         loaded
             .pylon
             .admin_listen

@@ -11,7 +11,7 @@ use std::fmt;
 use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -120,6 +120,8 @@ pub struct ClockedStream {
     news: AtomicU8,
     timer: Option<Pin<Box<Sleep>>>,
     counters: GuardCounters,
+    /// Set by [`ClockedStream::abort`]: the connection ends with a reset.
+    aborted: AtomicBool,
 }
 
 impl ClockedStream {
@@ -130,6 +132,24 @@ impl ClockedStream {
             news: AtomicU8::new(NO_NEWS),
             timer: None,
             counters,
+            aborted: AtomicBool::new(false),
+        }
+    }
+
+    /// Ends the connection with a TCP reset instead of a FIN, for a
+    /// response cut short: a close-delimited body (HTTP/1.0) ended by a FIN
+    /// looks complete to the client, a reset never does.
+    pub fn abort(&self) {
+        use std::os::fd::BorrowedFd;
+        self.aborted.store(true, Relaxed);
+        // A socket's unique id is its file descriptor (TLS streams pass on
+        // the id of the TCP stream under them).
+        let fd = self.inner.id();
+        // SAFETY: `fd` is the socket of `self.inner`, which `self` owns and
+        // keeps open for the duration of this call.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        if let Err(e) = socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO)) {
+            log::debug!("cannot reset {:?}: {e}", self.inner);
         }
     }
 
@@ -262,6 +282,10 @@ impl AsyncWrite for ClockedStream {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // An aborted connection must not send the FIN (see `abort`).
+        if self.aborted.load(Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -269,6 +293,9 @@ impl AsyncWrite for ClockedStream {
 #[async_trait]
 impl Shutdown for ClockedStream {
     async fn shutdown(&mut self) {
+        if self.aborted.load(Relaxed) {
+            return;
+        }
         self.inner.shutdown().await
     }
 }

@@ -5,6 +5,7 @@
 pub(crate) mod access_log;
 pub(crate) mod admin;
 pub mod app;
+pub(crate) mod authority;
 pub mod client_deadlines;
 pub(crate) mod config;
 pub(crate) mod connection_guard;
@@ -22,5 +23,6 @@ pub(crate) mod redirect;
 pub(crate) mod rewrite;
 pub(crate) mod routing;
 pub(crate) mod status;
+pub(crate) mod transfer_coding;
 pub(crate) mod upstream;
 pub(crate) mod upstream_uri;

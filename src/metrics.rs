@@ -25,6 +25,24 @@ pub const BUCKETS: [f64; 17] = [
 ];
 /// The route label of requests answered before routing (`/healthz`, 400, 404).
 pub const NO_ROUTE: &str = "none";
+/// Why Pingora refused a request before Pylon's filters saw it: the label
+/// of `pylon_requests_refused_total`. `malformed`: a head that does not
+/// parse or frames its body ambiguously (400); `method`: CONNECT (405);
+/// `timeout` and `incomplete`: the connection timed out or closed in the
+/// middle of a head (nothing could be answered).
+pub const REFUSALS: [&str; 4] = ["malformed", "method", "timeout", "incomplete"];
+
+/// The [`REFUSALS`] index of a refusal: the Pingora error (if any) and the
+/// status sent (if any).
+pub fn refusal_index(error: Option<&pingora::ErrorType>, status: Option<u16>) -> usize {
+    use pingora::ErrorType::{InvalidHTTPHeader, ReadTimedout};
+    match (error, status) {
+        (_, Some(405)) => 1,
+        (Some(InvalidHTTPHeader), _) | (_, Some(_)) => 0,
+        (Some(ReadTimedout), None) => 2,
+        _ => 3,
+    }
+}
 
 pub struct RouteMetrics {
     requests: Vec<IntCounter>, // METHODS × CLASSES
@@ -77,6 +95,8 @@ pub struct Metrics {
     connections: IntGauge,
     pub connections_refused: IntCounter,
     pub slow_clients: IntCounterVec,
+    /// Per [`REFUSALS`] reason.
+    pub refused: Vec<IntCounter>,
     listen_ports: Vec<u16>,
     net_bytes: IntCounterVec,
     samples: Mutex<VecDeque<Sample>>,
@@ -161,6 +181,17 @@ impl Metrics {
         for part in ["head", "body"] {
             slow_clients.with_label_values(&[part]);
         }
+        let refused_vec = must(IntCounterVec::new(
+            Opts::new(
+                "pylon_requests_refused_total",
+                "Requests refused before routing because their head could not be read, parsed or proxied, by reason.",
+            ),
+            &["reason"],
+        ));
+        let refused = REFUSALS
+            .iter()
+            .map(|r| refused_vec.with_label_values(&[r]))
+            .collect();
         let net_bytes = must(IntCounterVec::new(
             Opts::new(
                 "pylon_network_bytes_total",
@@ -220,6 +251,7 @@ impl Metrics {
             Box::new(connections.clone()),
             Box::new(connections_refused.clone()),
             Box::new(slow_clients.clone()),
+            Box::new(refused_vec),
             Box::new(net_bytes.clone()),
             Box::new(build),
             Box::new(conf),
@@ -236,6 +268,7 @@ impl Metrics {
             connections,
             connections_refused,
             slow_clients,
+            refused,
             listen_ports,
             net_bytes,
             samples: Mutex::new(VecDeque::new()),

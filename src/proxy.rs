@@ -30,6 +30,7 @@ use pingora::{ErrorSource, ErrorType};
 use pingora_limits::rate::Rate;
 
 use crate::access_log::{self, Entry};
+use crate::authority;
 use crate::config::{AccessLogFormat, Config, HostPort, Limits, Route, Tls};
 use crate::connection_guard::ClockedStream;
 use crate::headers;
@@ -40,6 +41,7 @@ use crate::path;
 use crate::redirect::{self, PublicOrigin, Redirects};
 use crate::rewrite::{Streamer, Vars};
 use crate::routing::{self, Router};
+use crate::transfer_coding;
 use crate::upstream::{self, Upstream};
 
 pub struct ActiveRoute {
@@ -136,6 +138,8 @@ struct Dynamic {
 
 pub struct Ctx {
     request_id: HeaderValue,
+    /// The host the client addressed (`:authority` or `Host`), as sent.
+    authority: Option<HeaderValue>,
     dynamic: Option<Dynamic>,
     /// Rewrites this response's body, when its route has rules and its type
     /// matches.
@@ -151,6 +155,9 @@ pub struct Ctx {
     /// The TCP peer is a configured trusted proxy.
     peer_trusted: bool,
     connect_failures: usize,
+    /// The status of a failure after the response head went out: what
+    /// the access log and metrics record instead of that head's status.
+    cut_short: Option<u16>,
     failed_addr: Option<SocketAddr>,
     upstream_addr: Option<SocketAddr>,
     request_body_bytes: u64,
@@ -213,6 +220,22 @@ fn single_content_length(req: &RequestHeader) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// The request's authority ([`authority::of_request`]) as a header value:
+/// the client's own `Host` bytes for HTTP/1.x, a copy of `:authority` for
+/// HTTP/2.
+fn request_authority(
+    req: &RequestHeader,
+) -> std::result::Result<Option<HeaderValue>, authority::Refusal> {
+    let uri_authority = req.uri.authority().map(|a| a.as_str().as_bytes());
+    let hosts = req.headers.get_all(HOST).iter().map(HeaderValue::as_bytes);
+    let named = authority::of_request(req.version, uri_authority, hosts)?;
+    Ok(match (named, req.uri.authority()) {
+        (None, _) => None,
+        (Some(_), Some(a)) => HeaderValue::from_str(a.as_str()).ok(),
+        (Some(_), None) => req.headers.get(HOST).cloned(),
+    })
+}
+
 fn peer_ip(session: &Session) -> Option<IpAddr> {
     session
         .client_addr()
@@ -260,6 +283,7 @@ impl ProxyHttp for Pylon {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             request_id: HeaderValue::from_static(""),
+            authority: None,
             dynamic: None,
             rewriter: None,
             drop_body: false,
@@ -270,6 +294,7 @@ impl ProxyHttp for Pylon {
             client_ip: None,
             peer_trusted: false,
             connect_failures: 0,
+            cut_short: None,
             failed_addr: None,
             upstream_addr: None,
             request_body_bytes: 0,
@@ -311,6 +336,14 @@ impl ProxyHttp for Pylon {
         if let Some((code, why)) = over_limits(req, &self.limits) {
             return respond(session, &ctx.request_id, code, &[], why).await;
         }
+        let codings = req.headers.get_all(http::header::TRANSFER_ENCODING).iter();
+        if let Err((code, why)) = transfer_coding::check(codings.map(HeaderValue::as_bytes)) {
+            return respond(session, &ctx.request_id, code, &[], why).await;
+        }
+        ctx.authority = match request_authority(req) {
+            Ok(a) => a,
+            Err(r) => return respond(session, &ctx.request_id, 400, &[], r.message()).await,
+        };
         let target = match path::normalise(req.raw_path()) {
             Ok(t) => t,
             Err(e) => {
@@ -336,11 +369,7 @@ impl ProxyHttp for Pylon {
 
         // Probes (/healthz, above) may use any address; everything else must
         // name this instance, since redirects and pages are built from Host.
-        let host = req
-            .headers
-            .get(HOST)
-            .map(|v| v.as_bytes())
-            .or_else(|| req.uri.host().map(str::as_bytes));
+        let host = ctx.authority.as_ref().map(HeaderValue::as_bytes);
         if !headers::host_allowed(host, &self.server_names) {
             return respond(
                 session,
@@ -356,7 +385,6 @@ impl ProxyHttp for Pylon {
             if !is_tls(session) {
                 // 307 keeps the method and body (the original's 301 turned
                 // POSTs into GETs); the port is the public HTTPS one.
-                let host = req.headers.get(HOST).map(|v| v.as_bytes());
                 return match headers::https_location(
                     host,
                     tls.public_port,
@@ -601,7 +629,7 @@ impl ProxyHttp for Pylon {
 
         // `req` is a fresh copy of the client's request: read what the client
         // sent from it before overwriting.
-        let client_host = req.headers.get(HOST).cloned();
+        let client_host = ctx.authority.clone();
         if let Some(h) = upstream_host {
             req.insert_header(HOST, h)?;
         }
@@ -787,11 +815,84 @@ impl ProxyHttp for Pylon {
             if let Err(err) = respond(session, &ctx.request_id, code, &[], &body).await {
                 debug!("could not send {code}: {err}");
             }
+        } else if code > 0 {
+            // The response is cut short: every client must see that it is
+            // incomplete, which a FIN does not tell an HTTP/1.0 client whose
+            // body ends with the connection. HTTP/2 streams are reset.
+            ctx.cut_short = Some(code);
+            if let Some(c) = ClockedStream::of(session.as_downstream().stream()) {
+                c.abort();
+            }
         }
         FailToProxy {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    fn request_refused(
+        &self,
+        session: &pingora::protocols::http::ServerSession,
+        e: Option<&Error>,
+        status: Option<u16>,
+    ) -> bool {
+        // One access-log line and one count per refused request, never a
+        // line on stderr: a scan must not flood the error log.
+        let reason = metrics::refusal_index(e.map(|e| e.etype()), status);
+        self.metrics.refused[reason].inc();
+        let h1 = session.as_http1();
+        // `req_header()` panics on a head that did not parse; the summary
+        // starts with `-` exactly then.
+        let head = h1
+            .filter(|s| !s.request_summary().starts_with("- "))
+            .map(|s| s.req_header());
+        let method = head.map_or("-", |h| h.method.as_str());
+        self.metrics.route(None).record(
+            metrics::method_index(method),
+            status.unwrap_or(0),
+            Duration::ZERO,
+            0,
+            0,
+        );
+        debug!(
+            "refused before routing ({}): {e:?}",
+            metrics::REFUSALS[reason]
+        );
+        if self.access_log != AccessLogFormat::Off {
+            let client = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            access_log::write(
+                self.access_log,
+                &Entry {
+                    time: SystemTime::now(),
+                    client,
+                    method,
+                    target: head.map_or(b"-", |h| h.raw_path()),
+                    version: match head {
+                        Some(h) => h.version,
+                        None if session.is_http2() => http::Version::HTTP_2,
+                        None => http::Version::HTTP_11,
+                    },
+                    status: status.unwrap_or(0),
+                    bytes_sent: 0,
+                    bytes_received: 0,
+                    duration: Duration::ZERO,
+                    request_id: "",
+                    route: None,
+                    upstream: None,
+                    referer: head
+                        .and_then(|h| h.headers.get("referer"))
+                        .map(|v| v.as_bytes()),
+                    user_agent: head
+                        .and_then(|h| h.headers.get("user-agent"))
+                        .map(|v| v.as_bytes()),
+                    refused: Some(metrics::REFUSALS[reason]),
+                },
+            );
+        }
+        true
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, _e: &Error) -> bool {
@@ -804,7 +905,9 @@ impl ProxyHttp for Pylon {
             c.request_done();
         }
         let req = session.req_header();
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let status = ctx
+            .cut_short
+            .unwrap_or_else(|| session.response_written().map_or(0, |r| r.status.as_u16()));
         let duration = ctx.started.elapsed();
         let bytes_sent = session.body_bytes_sent() as u64;
         self.metrics.route(ctx.route).record(
@@ -835,6 +938,7 @@ impl ProxyHttp for Pylon {
             upstream: ctx.upstream_addr,
             referer: req.headers.get("referer").map(|v| v.as_bytes()),
             user_agent: req.headers.get("user-agent").map(|v| v.as_bytes()),
+            refused: None,
         };
         access_log::write(self.access_log, &entry);
     }
@@ -862,7 +966,7 @@ impl Pylon {
         }
         let req = session.req_header();
         let scheme = if is_tls(session) { "https" } else { "http" };
-        let host = req.headers.get(HOST).and_then(|v| v.to_str().ok());
+        let host = authority::public(ctx.authority.as_ref().map(HeaderValue::as_bytes));
         let public = PublicOrigin::new(scheme, host);
         let status = resp.status.as_u16();
 

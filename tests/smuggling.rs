@@ -983,6 +983,11 @@ enum Want {
     /// upstream when Pylon finds the body malformed: Pylon streams bodies,
     /// so it can only abort that request, never complete it.
     Aborted,
+    /// This status from Pylon, and not one byte upstream.
+    Status(u16),
+    /// As `Aborted`, with exactly this answer from Pylon: the body was
+    /// found bad as soon as it was read, not after a timeout.
+    AbortedWith(u16),
     /// Exactly one request, at this origin, with this method, target and
     /// body, carrying Pylon's forwarded headers; the client gets its answer.
     Forwarded {
@@ -1012,6 +1017,16 @@ fn case(name: impl Into<String>, raw: impl AsRef<[u8]>) -> Case {
 impl Case {
     fn refused(mut self) -> Case {
         self.wants.push(Want::Refused);
+        self
+    }
+
+    fn status(mut self, code: u16) -> Case {
+        self.wants.push(Want::Status(code));
+        self
+    }
+
+    fn aborted_with(mut self, code: u16) -> Case {
+        self.wants.push(Want::AbortedWith(code));
         self
     }
 
@@ -1070,6 +1085,22 @@ fn outcome_fits(
                 return Err("answered with a non-4xx status".to_string());
             }
             Ok(())
+        }
+        Want::AbortedWith(code) => {
+            outcome_fits(rig, c, &Want::Aborted, seen, t)?;
+            match t.replies.as_slice() {
+                [r] if r.status == *code => Ok(()),
+                _ => Err(format!("expected exactly one {code}")),
+            }
+        }
+        Want::Status(code) => {
+            if !requests.is_empty() || partial {
+                return Err("a request reached an origin".to_string());
+            }
+            match t.replies.as_slice() {
+                [r] if r.status == *code => Ok(()),
+                _ => Err(format!("expected exactly one {code}")),
+            }
         }
         Want::Forwarded {
             to,
@@ -1364,12 +1395,25 @@ fn obfuscated_transfer_encoding_is_refused_or_read_as_chunked() {
         te("upper case", "TRANSFER-ENCODING: CHUNKED\r\n", &body)
             .refused()
             .forwarded("rest-server", "POST", "/a", "hello"),
+        // RFC 9112 §6.1, §7: Pingora decodes only chunked and would forward
+        // the body without the other codings; refused as nginx does.
         te("identity before chunked", "Transfer-Encoding: identity, chunked\r\n", &body)
-            .refused()
-            .forwarded("rest-server", "POST", "/a", "hello"),
-        te("gzip before chunked", "Transfer-Encoding: gzip, chunked\r\n", &body)
-            .refused()
-            .forwarded("rest-server", "POST", "/a", "hello"),
+            .status(501),
+        te("gzip before chunked", "Transfer-Encoding: gzip, chunked\r\n", &body).status(501),
+        te(
+            "gzip and chunked on two lines",
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+            &body,
+        )
+        .status(501),
+        te("chunked twice", "Transfer-Encoding: chunked, chunked\r\n", &body).status(400),
+        te(
+            "chunked on two lines",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            &body,
+        )
+        .status(400),
+        te("chunked with a parameter", "Transfer-Encoding: chunked;q=1\r\n", &body).refused(),
         // RFC 9112 §6.1: HTTP/1.0 with Transfer-Encoding is faulty framing.
         case(
             "Transfer-Encoding on HTTP/1.0",
@@ -1469,13 +1513,13 @@ fn chunk_size_lines_without_digits_end_the_body_and_the_connection() {
 }
 
 /// httparse lets a chunk extension run up to the next CRLF, bare LF
-/// included, so `5;x\nhello\r\n` is one size line to Pylon, where a parser
-/// that ends lines at LF sees the chunk `hello` (an HTTP Garden finding for
-/// several servers). Pylon then takes the next bytes as chunk data and
-/// waits for a body that never ends; the client's body clock
-/// (`limits.body_timeout`, shortened here) closes the connection and the
-/// request is aborted upstream, never completed. Nothing after the LF is
-/// ever parsed as a request.
+/// included, so `5;x\nhello\r\n` would be one size line to Pylon, where a
+/// parser that ends lines at LF sees the chunk `hello` (an HTTP Garden
+/// finding for several servers; a front proxy such as `deploy/haproxy`
+/// could read the body differently). Pylon refuses any chunk-size line that
+/// holds a CR or LF before its final CRLF (vendor patch 0301): the request
+/// is aborted upstream, never completed. Nothing after the LF is ever
+/// parsed as a request.
 #[test]
 fn bare_lf_in_a_chunk_extension_never_completes_a_request() {
     let rig = Rig::with("limits:\n  body_timeout: 1s\n  body_min_rate: 0\n");
@@ -1485,12 +1529,12 @@ fn bare_lf_in_a_chunk_extension_never_completes_a_request() {
             "bare LF ends an extension",
             post(te, "5;x\nhello\r\n0\r\n\r\n"),
         )
-        .aborted(),
+        .aborted_with(400),
         case(
             "bare LF after an empty extension",
             post(te, &format!("3;\nabc\r\n0\r\n\r\n{HIDDEN}")),
         )
-        .aborted(),
+        .aborted_with(400),
     ];
     run_cases(&rig, "chunk extension LF", cases);
 }
@@ -1590,8 +1634,7 @@ fn bare_lf_line_endings_are_refused_or_normalised() {
             "bare LF after a chunk size",
             post(te, &format!("5\nhello\r\n0\r\n\r\n{HIDDEN}")),
         )
-        .aborted()
-        .forwarded("rest-server", "POST", "/a", "hello"),
+        .aborted(),
         case(
             "bare LF after chunk data",
             post(te, &format!("5\r\nhello\n0\r\n\r\n{HIDDEN}")),
@@ -1602,14 +1645,12 @@ fn bare_lf_line_endings_are_refused_or_normalised() {
             "chunk lines all bare LF",
             post(te, &format!("5\nhello\n0\n\n{HIDDEN}")),
         )
-        .aborted()
-        .forwarded("rest-server", "POST", "/a", "hello"),
+        .aborted(),
         case(
             "bare LF in the last chunk",
             post(te, &format!("5\r\nhello\r\n0\n\r\n{HIDDEN}")),
         )
-        .aborted()
-        .forwarded("rest-server", "POST", "/a", "hello"),
+        .aborted(),
     ];
     run_cases(&rig, "bare LF", cases);
 }

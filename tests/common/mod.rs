@@ -1375,3 +1375,128 @@ pub fn start_stand_ins(names: &[&str]) -> (KillOnDrop, Vec<(String, String)>) {
     }
     (child, urls)
 }
+
+// ------------------------------------------------------- protocol matrix
+
+/// The ways a client reaches Pylon: the request-dependent behaviour must be
+/// the same over each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// HTTP/1.1 on the plain listener.
+    Http1,
+    /// HTTP/1.1 over TLS (ALPN `http/1.1`).
+    Https1,
+    /// HTTP/2 over TLS (ALPN `h2`), as every browser speaks on HTTPS.
+    Https2,
+}
+
+impl Proto {
+    pub const ALL: [Proto; 3] = [Proto::Http1, Proto::Https1, Proto::Https2];
+
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Proto::Http1 => "http",
+            Proto::Https1 | Proto::Https2 => "https",
+        }
+    }
+
+    /// The protocol as the access log writes it.
+    pub fn log_version(self) -> &'static str {
+        match self {
+            Proto::Https2 => "HTTP/2.0",
+            _ => "HTTP/1.1",
+        }
+    }
+}
+
+/// One request made by curl over `proto` to `addr` (the plain listener for
+/// [`Proto::Http1`], a TLS listener otherwise; any certificate accepted)
+/// under the host name `name`, which curl resolves to `addr`: the request
+/// carries `Host: name:port` over HTTP/1.1 and `:authority: name:port` (no
+/// `Host`) over HTTP/2. `headers` are extra `Name: value` lines; `body`,
+/// when given, is sent with its `Content-Length`. Fails the test when curl
+/// cannot complete the exchange or speaks another protocol than `proto`.
+pub fn curl_via(
+    proto: Proto,
+    addr: SocketAddr,
+    name: &str,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: Option<&[u8]>,
+) -> Response {
+    let port = addr.port();
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "--max-time",
+        "20",
+        "--path-as-is",
+        "-D",
+        "-",
+        "-o",
+        "-",
+    ])
+    .arg("--resolve")
+    .arg(format!("{name}:{port}:{}", addr.ip()))
+    .args(["-X", method, "-H", "Expect:"]);
+    match proto {
+        Proto::Http1 => cmd.arg("--http1.1"),
+        Proto::Https1 => cmd.args(["-k", "--http1.1"]),
+        Proto::Https2 => cmd.args(["-k", "--http2"]),
+    };
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    if let Some(b) = body {
+        cmd.arg("--data-binary")
+            .arg(String::from_utf8_lossy(b).as_ref());
+    }
+    cmd.arg(format!("{}://{name}:{port}{path}", proto.scheme()));
+    let out = cmd
+        .output()
+        .expect("curl not found: install the Debian package curl (tests/install-deps.sh does)");
+    assert!(
+        out.status.success(),
+        "curl {proto:?} {method} {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw = out.stdout;
+    let mut pos = 0;
+    loop {
+        let end = raw[pos..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| pos + i)
+            .unwrap_or_else(|| panic!("{proto:?} {path}: no response head in {raw:?}"));
+        let head = String::from_utf8_lossy(&raw[pos..end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or("");
+        let want = match proto {
+            Proto::Https2 => "HTTP/2 ",
+            _ => "HTTP/1.1 ",
+        };
+        assert!(
+            status_line.starts_with(want),
+            "{proto:?} {path}: curl spoke {status_line:?}"
+        );
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{proto:?} {path}: status line {status_line:?}"));
+        pos = end + 4;
+        if (100..200).contains(&status) {
+            continue;
+        }
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        return Response {
+            status,
+            headers,
+            body: raw[pos..].to_vec(),
+        };
+    }
+}

@@ -347,18 +347,21 @@ where
             }
             Err(mut e) => {
                 e.as_down();
+                let mut status = None;
                 if matches!(e.etype, InvalidHTTPHeader) {
                     debug!(
                         "Fail to proxy: {e}, downstream session type: {}",
                         downstream_session.session_type()
                     );
-                    downstream_session
-                        .respond_error(400)
-                        .await
-                        .unwrap_or_else(|e| {
-                            error!("failed to send error response to downstream: {e}");
-                        });
-                } else {
+                    match downstream_session.respond_error(400).await {
+                        Ok(()) => status = Some(400),
+                        Err(e) => error!("failed to send error response to downstream: {e}"),
+                    }
+                }
+                let reported = self
+                    .inner
+                    .request_refused(&downstream_session, Some(&e), status);
+                if !reported && !matches!(e.etype, InvalidHTTPHeader) {
                     // otherwise the connection must be broken, no need to send anything
                     error!(
                         "Fail to proxy: {e}, downstream session type: {}",
@@ -385,12 +388,15 @@ where
             .is_some_and(|opts| opts.allow_connect_method_proxying)
             && downstream_session.req_header().method == Method::CONNECT
         {
-            downstream_session
-                .respond_error(405)
-                .await
-                .unwrap_or_else(|e| {
+            let status = match downstream_session.respond_error(405).await {
+                Ok(()) => Some(405),
+                Err(e) => {
                     error!("failed to send error response to downstream: {e}");
-                });
+                    None
+                }
+            };
+            self.inner
+                .request_refused(&downstream_session, None, status);
             downstream_session.shutdown().await;
             return None;
         }

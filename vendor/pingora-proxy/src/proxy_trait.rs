@@ -122,6 +122,25 @@ pub trait ProxyHttp {
         Ok(())
     }
 
+    /// Called for a request refused before a [`Session`] exists, which neither
+    /// [`Self::request_filter()`] nor [`Self::logging()`] will see: its head could not be read or
+    /// parsed (`error` is set), or its method is not proxied (CONNECT, `error` is `None`).
+    ///
+    /// `status` is the error response already sent (400, 405), `None` when none could be sent.
+    /// `session` holds what is known of the request: its address and, when the head was parsed
+    /// before being refused, the head.
+    ///
+    /// Return `true` when the refusal has been reported (logged, counted) here, so that Pingora
+    /// does not log it again; the default reports nothing and returns `false`.
+    fn request_refused(
+        &self,
+        _session: &HttpSession,
+        _error: Option<&Error>,
+        _status: Option<u16>,
+    ) -> bool {
+        false
+    }
+
     /// Returns whether this session is allowed to spawn subrequests.
     ///
     /// This function is checked after [Self::early_request_filter] to allow that filter to configure

@@ -675,6 +675,21 @@ impl BodyReader {
                             "Got size {chunk_size}, payload_index: {payload_index}, chunk: {:?}",
                             String::from_utf8_lossy(buf).escape_default(),
                         );
+                        // httparse ends a chunk-size line (extensions included) at a bare LF,
+                        // where another parser may end it at the next CRLF and read different
+                        // chunks (RFC 9112 section 7.1 requires CRLF): refuse such lines.
+                        let line = &buf[..payload_index];
+                        if !line.ends_with(b"\r\n")
+                            || line[..line.len() - 2]
+                                .iter()
+                                .any(|b| matches!(b, b'\r' | b'\n'))
+                        {
+                            self.body_state = self.body_state.done(0);
+                            return Error::e_explain(
+                                INVALID_CHUNK,
+                                "bare CR or LF in chunk-size line",
+                            );
+                        }
                         let chunk_size = match usize::try_from(chunk_size) {
                             Ok(chunk_size) => chunk_size,
                             Err(_) => {
