@@ -32,6 +32,10 @@ const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 25;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The metrics label of `/a/<host>:<port>` destinations, as `pylon -t`
+/// lists them.
+const HOSTPORT_ROUTE: &str = "hostport";
+
 /// A configuration file, read and checked, with its upstreams built.
 pub struct Loaded {
     server: ServerConf,
@@ -191,7 +195,12 @@ pub fn build(loaded: Loaded, opt: Opt) -> Result<(Server, Arc<Lifecycle>), Strin
         .chain(pylon.tls.iter().flat_map(|t| &t.listen))
         .map(SocketAddr::port)
         .collect();
-    let names: Vec<&str> = pylon.routes.iter().map(|r| r.name.as_str()).collect();
+    // One row per route, then one for `/a/<host>:<port>` destinations
+    // (proxy::Pylon::metrics_row counts them there).
+    let mut names: Vec<&str> = pylon.routes.iter().map(|r| r.name.as_str()).collect();
+    if pylon.hostport.is_some() {
+        names.push(HOSTPORT_ROUTE);
+    }
     let metrics = Arc::new(Metrics::new(&names, ports, VERSION, &config_hash));
 
     let proxy = proxy_service(&server, &pylon, &upstreams, &metrics, &lifecycle)?;

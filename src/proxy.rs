@@ -1,15 +1,32 @@
-//! The Pingora glue. Each phase is one call into a plain module:
+//! The Pingora glue: every step of a request, in order, with the status
+//! each can answer with itself (through `Pylon::respond`, the one reply path
+//! that adds the request id and HSTS to everything Pylon answers):
 //!
 //! ```text
-//! request_filter          normalise path (path.rs), /healthz, route (routing.rs),
-//!                         add-slash 301, body limit, upstream target
-//! upstream_peer           route → endpoint (upstream.rs)
-//! fail_to_connect         try another endpoint of the route, if any
-//! upstream_request_filter target, Host, X-Forwarded-* (headers.rs)
-//! request_body_filter     count bytes against the route's body limit
-//! response_filter         drop hop-by-hop headers; long timeouts after a 101
-//! fail_to_proxy           502/504 with a body naming the route
-//! logging                 access log line (access_log.rs)
+//! request_filter
+//!   head clocks, keep-alive      stop the head clock (connection_guard.rs)
+//!   limits                       400 long method, 414 target, 431 headers
+//!   transfer coding              400/501 (transfer_coding.rs)
+//!   authority                    400 missing or conflicting Host (authority.rs)
+//!   path                         400 not normalisable (path.rs)
+//!   /healthz                     200 ready, 503 draining
+//!   host                         421 not in server_names
+//!   HTTPS redirect               307 to https://, 400 bad Host
+//!   host:port destination        400 malformed /a/, 502 unresolved, 403 refused (hostport.rs)
+//!   route                        404 no route (routing.rs)
+//!   access                       403 allow/deny, 429 rate limit
+//!   add-slash                    301 prefix → prefix/
+//!   body limit                   413 declared Content-Length too large
+//! upstream_peer                  route → endpoint (upstream.rs), or the destination
+//! fail_to_connect                retry another endpoint of the route
+//! upstream_request_filter        target, Host, X-Forwarded-*, request id, If-None-Match (headers.rs)
+//! request_body_filter            413 when the body outgrows max_body_size
+//! response_filter                request id, HSTS, hop-by-hop, 101 timeouts,
+//!                                Location/Refresh, WebHDFS 307 → /a/, ETag, body rewriter (redirect.rs)
+//! response_body_filter           streaming rewrite (rewrite.rs)
+//! fail_to_proxy                  502/504 naming the route, 400 for client errors
+//! request_refused                refused by Pingora before the hooks: log line and count
+//! logging                        access log line (access_log.rs), metrics (metrics.rs)
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -68,6 +85,8 @@ pub struct Pylon {
     /// Timeouts of `/a/` destinations: those of an unconfigured route.
     hostport_template: HttpPeer,
     lifecycle: Arc<Lifecycle>,
+    /// `Strict-Transport-Security` for HTTPS responses, when configured.
+    hsts: Option<HeaderValue>,
 }
 
 const X_REQUEST_ID: &str = "x-request-id";
@@ -110,6 +129,12 @@ impl Pylon {
                 .copied()
                 .collect(),
             lifecycle,
+            // Digits after a fixed prefix: always a valid header value.
+            hsts: cfg
+                .tls
+                .as_ref()
+                .filter(|t| t.hsts_seconds > 0)
+                .and_then(|t| HeaderValue::from_str(&format!("max-age={}", t.hsts_seconds)).ok()),
             hostport_template: upstream::destination_template(
                 &cfg.hostport
                     .as_ref()
@@ -243,37 +268,66 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
         .map(|a| a.ip())
 }
 
-/// Answers from Pylon itself. A request that still has an unread body gets
-/// `Connection: close`, so leftover bytes can never be read as a next request.
-async fn respond(
-    session: &mut Session,
-    request_id: &HeaderValue,
-    status: u16,
-    extra: &[(http::HeaderName, &str)],
-    body: &str,
-) -> Result<bool> {
-    if !session.is_body_empty() {
-        session.set_keepalive(None);
-    }
-    let mut resp = ResponseHeader::build(status, Some(3 + extra.len()))?;
-    resp.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
-    for (name, value) in extra {
-        resp.insert_header(name.clone(), *value)?;
-    }
-    if !request_id.is_empty() {
-        resp.insert_header(X_REQUEST_ID, request_id.clone())?;
-    }
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only || body.is_empty())
-        .await?;
-    if !head_only && !body.is_empty() {
+impl Pylon {
+    /// The one reply path for everything Pylon answers itself (refusals,
+    /// redirects, `/healthz`, 502/504). A request that still has an unread
+    /// body gets `Connection: close`, so leftover bytes can never be read as
+    /// a next request; the headers every response carries come from
+    /// [`Pylon::every_response`], as for proxied ones.
+    async fn respond(
+        &self,
+        session: &mut Session,
+        ctx: &Ctx,
+        status: u16,
+        extra: &[(http::HeaderName, &str)],
+        body: &str,
+    ) -> Result<bool> {
+        if !session.is_body_empty() {
+            session.set_keepalive(None);
+        }
+        let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
+        resp.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
+        resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+        for (name, value) in extra {
+            resp.insert_header(name.clone(), *value)?;
+        }
+        self.every_response(session, &mut resp, ctx)?;
+        let head_only = session.req_header().method == http::Method::HEAD;
         session
-            .write_response_body(Some(Bytes::copy_from_slice(body.as_bytes())), true)
+            .write_response_header(Box::new(resp), head_only || body.is_empty())
             .await?;
+        if !head_only && !body.is_empty() {
+            session
+                .write_response_body(Some(Bytes::copy_from_slice(body.as_bytes())), true)
+                .await?;
+        }
+        Ok(true)
     }
-    Ok(true)
+
+    /// What every response to the client carries, Pylon's own
+    /// ([`Pylon::respond`]) and the upstream's (`response_filter`): the
+    /// request id and, over HTTPS, HSTS.
+    fn every_response(
+        &self,
+        session: &Session,
+        resp: &mut ResponseHeader,
+        ctx: &Ctx,
+    ) -> Result<()> {
+        if !ctx.request_id.is_empty() {
+            resp.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
+        }
+        if let Some(hsts) = self.hsts.as_ref().filter(|_| is_tls(session)) {
+            resp.insert_header(STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+        }
+        Ok(())
+    }
+
+    /// The metrics row of this request: its route's, the destinations'
+    /// (`route="hostport"`) for `/a/<host>:<port>`, or `none`.
+    fn metrics_row(&self, ctx: &Ctx) -> Option<usize> {
+        ctx.route
+            .or_else(|| ctx.dynamic.as_ref().map(|_| self.routes.len()))
+    }
 }
 
 #[async_trait]
@@ -334,36 +388,34 @@ impl ProxyHttp for Pylon {
             _ => headers::new_request_id_value(),
         };
         if let Some((code, why)) = over_limits(req, &self.limits) {
-            return respond(session, &ctx.request_id, code, &[], why).await;
+            return self.respond(session, ctx, code, &[], why).await;
         }
         let codings = req.headers.get_all(http::header::TRANSFER_ENCODING).iter();
         if let Err((code, why)) = transfer_coding::check(codings.map(HeaderValue::as_bytes)) {
-            return respond(session, &ctx.request_id, code, &[], why).await;
+            return self.respond(session, ctx, code, &[], why).await;
         }
         ctx.authority = match request_authority(req) {
             Ok(a) => a,
-            Err(r) => return respond(session, &ctx.request_id, 400, &[], r.message()).await,
+            Err(r) => return self.respond(session, ctx, 400, &[], r.message()).await,
         };
         let target = match path::normalise(req.raw_path()) {
             Ok(t) => t,
             Err(e) => {
                 debug!("400 for {:?}: {e}", String::from_utf8_lossy(req.raw_path()));
-                return respond(
-                    session,
-                    &ctx.request_id,
-                    400,
-                    &[],
-                    &format!("Bad request: {e}.\n"),
-                )
-                .await;
+                return self
+                    .respond(session, ctx, 400, &[], &format!("Bad request: {e}.\n"))
+                    .await;
             }
         };
 
         if target.path == "/healthz" {
             // A balancer moves traffic away before this instance closes anything.
             return match self.lifecycle.is_leaving() {
-                false => respond(session, &ctx.request_id, 200, &[], "Pylon ready.").await,
-                true => respond(session, &ctx.request_id, 503, &[], "Pylon draining.").await,
+                false => self.respond(session, ctx, 200, &[], "Pylon ready.").await,
+                true => {
+                    self.respond(session, ctx, 503, &[], "Pylon draining.")
+                        .await
+                }
             };
         }
 
@@ -371,14 +423,15 @@ impl ProxyHttp for Pylon {
         // name this instance, since redirects and pages are built from Host.
         let host = ctx.authority.as_ref().map(HeaderValue::as_bytes);
         if !headers::host_allowed(host, &self.server_names) {
-            return respond(
-                session,
-                &ctx.request_id,
-                421,
-                &[],
-                "Misdirected request: unknown host.\n",
-            )
-            .await;
+            return self
+                .respond(
+                    session,
+                    ctx,
+                    421,
+                    &[],
+                    "Misdirected request: unknown host.\n",
+                )
+                .await;
         }
 
         if let Some(tls) = self.tls.as_ref().filter(|t| t.redirect_http) {
@@ -392,17 +445,12 @@ impl ProxyHttp for Pylon {
                     target.query,
                 ) {
                     Some(loc) => {
-                        respond(session, &ctx.request_id, 307, &[(LOCATION, &loc)], "").await
+                        self.respond(session, ctx, 307, &[(LOCATION, &loc)], "")
+                            .await
                     }
                     None => {
-                        respond(
-                            session,
-                            &ctx.request_id,
-                            400,
-                            &[],
-                            "Bad request: invalid Host.\n",
-                        )
-                        .await
+                        self.respond(session, ctx, 400, &[], "Bad request: invalid Host.\n")
+                            .await
                     }
                 };
             }
@@ -423,14 +471,15 @@ impl ProxyHttp for Pylon {
             let dest = match found {
                 Some((_, Some(d))) => Some(d),
                 Some(("/a", None)) => {
-                    return respond(
-                        session,
-                        &ctx.request_id,
-                        400,
-                        &[],
-                        "Bad request: expected /a/<host>:<port>/<path>.\n",
-                    )
-                    .await;
+                    return self
+                        .respond(
+                            session,
+                            ctx,
+                            400,
+                            &[],
+                            "Bad request: expected /a/<host>:<port>/<path>.\n",
+                        )
+                        .await;
                 }
                 _ => None,
             };
@@ -441,14 +490,15 @@ impl ProxyHttp for Pylon {
                 let addrs =
                     upstream::resolve_destination(host, port, policy.timeouts.connect).await;
                 if addrs.is_empty() {
-                    return respond(
-                        session,
-                        &ctx.request_id,
-                        502,
-                        &[],
-                        "502 upstream unavailable: cannot resolve the host\n",
-                    )
-                    .await;
+                    return self
+                        .respond(
+                            session,
+                            ctx,
+                            502,
+                            &[],
+                            "502 upstream unavailable: cannot resolve the host\n",
+                        )
+                        .await;
                 }
                 // Every address the name has must be allowed: the name is the
                 // client's to choose, the addresses are not.
@@ -457,14 +507,15 @@ impl ProxyHttp for Pylon {
                     .find_map(|a| hostport::check(*a, policy, &self.own_addrs).err())
                 {
                     debug!("403 for /a/{authority}: {why}");
-                    return respond(
-                        session,
-                        &ctx.request_id,
-                        403,
-                        &[],
-                        "Forbidden: destination not allowed.\n",
-                    )
-                    .await;
+                    return self
+                        .respond(
+                            session,
+                            ctx,
+                            403,
+                            &[],
+                            "Forbidden: destination not allowed.\n",
+                        )
+                        .await;
                 }
                 ctx.upstream_target = routing::upstream_target("", rest, target.query);
                 let prefix = format!("{matched}/{seg}");
@@ -478,14 +529,9 @@ impl ProxyHttp for Pylon {
         }
 
         let Some(m) = self.router.find(&target.path) else {
-            return respond(
-                session,
-                &ctx.request_id,
-                404,
-                &[],
-                "No route for this path.\n",
-            )
-            .await;
+            return self
+                .respond(session, ctx, 404, &[], "No route for this path.\n")
+                .await;
         };
         let route = &self.routes[m.route];
         let rest = &target.path[m.rest_start..];
@@ -495,18 +541,19 @@ impl ProxyHttp for Pylon {
             let listed = |nets: &[ipnet::IpNet]| nets.iter().any(|n| n.contains(&ip));
             if listed(&route.cfg.deny) || (!route.cfg.allow.is_empty() && !listed(&route.cfg.allow))
             {
-                return respond(session, &ctx.request_id, 403, &[], "Forbidden.\n").await;
+                return self.respond(session, ctx, 403, &[], "Forbidden.\n").await;
             }
             if let (Some(rate), Some(limit)) = (&route.rate, route.cfg.rate_limit) {
                 if rate.observe(&ip, 1) > limit as isize {
-                    return respond(
-                        session,
-                        &ctx.request_id,
-                        429,
-                        &[(RETRY_AFTER, "1")],
-                        "Too many requests.\n",
-                    )
-                    .await;
+                    return self
+                        .respond(
+                            session,
+                            ctx,
+                            429,
+                            &[(RETRY_AFTER, "1")],
+                            "Too many requests.\n",
+                        )
+                        .await;
                 }
             }
         }
@@ -519,7 +566,9 @@ impl ProxyHttp for Pylon {
                 location.push('?');
                 location.push_str(&String::from_utf8_lossy(q));
             }
-            return respond(session, &ctx.request_id, 301, &[(LOCATION, &location)], "").await;
+            return self
+                .respond(session, ctx, 301, &[(LOCATION, &location)], "")
+                .await;
         }
 
         if let Some(limit) = route.cfg.max_body_size {
@@ -529,14 +578,15 @@ impl ProxyHttp for Pylon {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > limit) {
-                return respond(
-                    session,
-                    &ctx.request_id,
-                    413,
-                    &[],
-                    "Request body too large for this route.\n",
-                )
-                .await;
+                return self
+                    .respond(
+                        session,
+                        ctx,
+                        413,
+                        &[],
+                        "Request body too large for this route.\n",
+                    )
+                    .await;
             }
         }
 
@@ -578,7 +628,7 @@ impl ProxyHttp for Pylon {
     ) -> Box<Error> {
         ctx.connect_failures += 1;
         ctx.failed_addr = peer._address.as_inet().copied();
-        let route_metrics = self.metrics.route(ctx.route);
+        let route_metrics = self.metrics.route(self.metrics_row(ctx));
         route_metrics.connect_failures.inc();
         if matches!(
             e.etype(),
@@ -724,15 +774,7 @@ impl ProxyHttp for Pylon {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        resp.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
-        if let Some(tls) = self.tls.as_ref().filter(|t| t.hsts_seconds > 0) {
-            if is_tls(session) {
-                resp.insert_header(
-                    STRICT_TRANSPORT_SECURITY,
-                    format!("max-age={}", tls.hsts_seconds),
-                )?;
-            }
-        }
+        self.every_response(session, resp, ctx)?;
         if resp.status.as_u16() == 101 {
             // An upgraded connection (WebSocket: kubectl exec, notebooks) may sit
             // idle far longer than an HTTP request; give it the route's timeout.
@@ -779,7 +821,7 @@ impl ProxyHttp for Pylon {
             }
             (ErrorType::ReadTimedout | ErrorType::WriteTimedout, ErrorSource::Upstream) => {
                 // Connect timeouts were counted in fail_to_connect.
-                self.metrics.route(ctx.route).timeouts.inc();
+                self.metrics.route(self.metrics_row(ctx)).timeouts.inc();
                 (504, "upstream timed out")
             }
             (_, ErrorSource::Upstream) => (502, "upstream unavailable"),
@@ -812,7 +854,7 @@ impl ProxyHttp for Pylon {
             };
             // Keep the client connection only if nothing of the request is left unread.
             session.set_keepalive(None);
-            if let Err(err) = respond(session, &ctx.request_id, code, &[], &body).await {
+            if let Err(err) = self.respond(session, ctx, code, &[], &body).await {
                 debug!("could not send {code}: {err}");
             }
         } else if code > 0 {
@@ -910,7 +952,7 @@ impl ProxyHttp for Pylon {
             .unwrap_or_else(|| session.response_written().map_or(0, |r| r.status.as_u16()));
         let duration = ctx.started.elapsed();
         let bytes_sent = session.body_bytes_sent() as u64;
-        self.metrics.route(ctx.route).record(
+        self.metrics.route(self.metrics_row(ctx)).record(
             metrics::method_index(req.method.as_str()),
             status,
             duration,
@@ -983,7 +1025,7 @@ impl Pylon {
                 resp.remove_header(&http::header::TRANSFER_ENCODING);
                 resp.insert_header(CONTENT_LENGTH, "0")?;
                 ctx.drop_body = true;
-                self.metrics.route(ctx.route).rewrites.inc();
+                self.metrics.route(self.metrics_row(ctx)).rewrites.inc();
                 return Ok(());
             }
         }
@@ -1055,7 +1097,7 @@ impl Pylon {
             }
         }
         if rewritten {
-            self.metrics.route(ctx.route).rewrites.inc();
+            self.metrics.route(self.metrics_row(ctx)).rewrites.inc();
         }
         Ok(())
     }
