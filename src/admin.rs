@@ -25,6 +25,9 @@ pub struct AdminRoute {
 pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub routes: Vec<AdminRoute>,
+    /// The prefixes of `/a/<host>:<port>/…` destinations, when enabled:
+    /// their traffic gets a row of its own.
+    pub hostport: Option<String>,
     pub version: &'static str,
     pub config_hash: String,
     pub lifecycle: Arc<Lifecycle>,
@@ -73,6 +76,19 @@ impl Admin {
                         .collect(),
                     window: windows.iter().find(|w| w.route == r.name).cloned(),
                 })
+                .chain(self.hostport.as_deref().map(|prefixes| {
+                    RouteStatus {
+                        name: crate::metrics::HOSTPORT,
+                        prefix: prefixes,
+                        upstream: "<host>:<port> in hostport.allow".to_string(),
+                        checked: false,
+                        endpoints: Vec::new(),
+                        window: windows
+                            .iter()
+                            .find(|w| w.route == crate::metrics::HOSTPORT)
+                            .cloned(),
+                    }
+                }))
                 .collect(),
         }
     }

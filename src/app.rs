@@ -32,10 +32,6 @@ const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 25;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The metrics label of `/a/<host>:<port>` destinations, as `pylon -t`
-/// lists them.
-const HOSTPORT_ROUTE: &str = "hostport";
-
 /// A configuration file, read and checked, with its upstreams built.
 pub struct Loaded {
     server: ServerConf,
@@ -199,7 +195,7 @@ pub fn build(loaded: Loaded, opt: Opt) -> Result<(Server, Arc<Lifecycle>), Strin
     // (proxy::Pylon::metrics_row counts them there).
     let mut names: Vec<&str> = pylon.routes.iter().map(|r| r.name.as_str()).collect();
     if pylon.hostport.is_some() {
-        names.push(HOSTPORT_ROUTE);
+        names.push(crate::metrics::HOSTPORT);
     }
     let metrics = Arc::new(Metrics::new(&names, ports, VERSION, &config_hash));
 
@@ -299,6 +295,7 @@ fn add_admin(
                 upstream: u.clone(),
             })
             .collect(),
+        hostport: pylon.hostport.as_ref().map(|h| h.prefixes.join(",")),
         version: VERSION,
         config_hash,
         lifecycle: lifecycle.clone(),

@@ -83,6 +83,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             return None;
         }
         let _slot = Slot(&self.open);
+        let _open = crate::lifecycle::OpenConnection::enter();
         // HTTP/2 multiplexes requests on one connection, so one clock per
         // connection means nothing there; the h2 layer has its own limits.
         let stream: Stream = if stream.selected_alpn_proto() == Some(ALPN::H2) {

@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub(crate) mod headers;
 pub(crate) mod hostport;
 pub mod lifecycle;
+pub mod log_demote;
 pub(crate) mod metrics;
 pub(crate) mod path;
 pub(crate) mod proxy;

@@ -14,11 +14,14 @@
 //!    stop accepting and drop connections still idle; by then every active
 //!    client has been told to reconnect, and reconnects land on the new
 //!    process (upgrade) or on another instance (the balancer saw the 503).
-//! 3. The process exits as soon as no request is in flight, instead of
-//!    sleeping through the whole grace period: the binary waits on
+//! 3. The process exits as soon as no request is in flight and no client
+//!    connection is open, instead of sleeping through the whole grace
+//!    period. Open connections count because an HTTP/2 connection may hold
+//!    streams the client sent before it saw Pingora's GOAWAY that are not
+//!    yet requests in flight: exiting then failed them. The binary waits on
 //!    [`Lifecycle::wait_until_drained`] and exits (the library never does).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +29,11 @@ use async_trait::async_trait;
 use log::info;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
+
+/// Client connections open on the proxy's listeners. Global because the
+/// connection guard, which counts them, is built before any handle exists
+/// and is shared with other work; the request count is in [`Lifecycle`].
+static OPEN_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 
 /// Pingora sleeps this long between handing the sockets to the new process
 /// and stopping the old one (`CLOSE_TIMEOUT`, not configurable).
@@ -93,7 +101,13 @@ impl Lifecycle {
         // requests read just before that register as in flight.
         let notice = Duration::from_millis(self.notice_ms.load(Ordering::Relaxed));
         std::thread::sleep(notice + Duration::from_millis(500));
-        while self.in_flight() > 0 {
+        // A connection accepted just before the listeners closed counts
+        // only once its TLS handshake is done: exit after a quiet second,
+        // not at the first quiet instant.
+        let mut quiet = 0;
+        while quiet < 10 {
+            let idle = self.in_flight() == 0 && OPEN_CONNECTIONS.load(Ordering::Acquire) == 0;
+            quiet = if idle { quiet + 1 } else { 0 };
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -108,6 +122,22 @@ impl Lifecycle {
 
 /// One request in flight.
 pub struct InFlight(#[allow(dead_code)] Arc<()>);
+
+/// Held for the life of one client connection on the proxy's listeners.
+pub struct OpenConnection(());
+
+impl OpenConnection {
+    pub fn enter() -> Self {
+        OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        OPEN_CONNECTIONS.fetch_sub(1, Ordering::Release);
+    }
+}
 
 /// Replaces Pingora's signal handling to put the notice period in front of
 /// its shutdown. SIGINT still stops at once, also during the notice.

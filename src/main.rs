@@ -17,10 +17,13 @@ const DEFAULT_CONFIG: &str = "/etc/pylon/pylon.yaml";
 fn main() -> ExitCode {
     // Pingora's load balancer logs every health change with a full peer
     // dump; Pylon logs one line per change itself (upstream.rs).
-    env_logger::Builder::from_env(
+    let logger = env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("info,pingora_load_balancing=error"),
     )
-    .init();
+    .build();
+    log::set_max_level(logger.filter());
+    // Abandoned client handshakes go to debug (log_demote.rs).
+    let _ = log::set_boxed_logger(Box::new(pylon::log_demote::Demote(logger)));
     let mut opt = Opt::parse_args();
     let path = opt
         .conf
@@ -63,7 +66,7 @@ fn main() -> ExitCode {
         .name("pylon-exit".into())
         .spawn(move || {
             drained.wait_until_drained();
-            info!("drained: no request in flight, exiting");
+            info!("drained: no request in flight, no connection open, exiting");
             std::process::exit(0);
         });
     info!("pylon {} serving", env!("CARGO_PKG_VERSION"));

@@ -25,6 +25,9 @@ pub const BUCKETS: [f64; 17] = [
 ];
 /// The route label of requests answered before routing (`/healthz`, 400, 404).
 pub const NO_ROUTE: &str = "none";
+/// The route label of `/a/<host>:<port>/…` requests (the `hostport`
+/// section), whose slot follows the configured routes when it is enabled.
+pub const HOSTPORT: &str = "hostport";
 /// Why Pingora refused a request before Pylon's filters saw it: the label
 /// of `pylon_requests_refused_total`. `malformed`: a head that does not
 /// parse or frames its body ambiguously (400); `method`: CONNECT (405);

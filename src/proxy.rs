@@ -321,13 +321,6 @@ impl Pylon {
         }
         Ok(())
     }
-
-    /// The metrics row of this request: its route's, the destinations'
-    /// (`route="hostport"`) for `/a/<host>:<port>`, or `none`.
-    fn metrics_row(&self, ctx: &Ctx) -> Option<usize> {
-        ctx.route
-            .or_else(|| ctx.dynamic.as_ref().map(|_| self.routes.len()))
-    }
 }
 
 #[async_trait]
@@ -628,7 +621,7 @@ impl ProxyHttp for Pylon {
     ) -> Box<Error> {
         ctx.connect_failures += 1;
         ctx.failed_addr = peer._address.as_inet().copied();
-        let route_metrics = self.metrics.route(self.metrics_row(ctx));
+        let route_metrics = self.metrics.route(self.metrics_route(ctx));
         route_metrics.connect_failures.inc();
         if matches!(
             e.etype(),
@@ -821,7 +814,7 @@ impl ProxyHttp for Pylon {
             }
             (ErrorType::ReadTimedout | ErrorType::WriteTimedout, ErrorSource::Upstream) => {
                 // Connect timeouts were counted in fail_to_connect.
-                self.metrics.route(self.metrics_row(ctx)).timeouts.inc();
+                self.metrics.route(self.metrics_route(ctx)).timeouts.inc();
                 (504, "upstream timed out")
             }
             (_, ErrorSource::Upstream) => (502, "upstream unavailable"),
@@ -952,7 +945,7 @@ impl ProxyHttp for Pylon {
             .unwrap_or_else(|| session.response_written().map_or(0, |r| r.status.as_u16()));
         let duration = ctx.started.elapsed();
         let bytes_sent = session.body_bytes_sent() as u64;
-        self.metrics.route(self.metrics_row(ctx)).record(
+        self.metrics.route(self.metrics_route(ctx)).record(
             metrics::method_index(req.method.as_str()),
             status,
             duration,
@@ -976,7 +969,8 @@ impl ProxyHttp for Pylon {
             route: ctx
                 .route
                 .and_then(|i| self.routes.get(i))
-                .map(|r| r.cfg.name.as_str()),
+                .map(|r| r.cfg.name.as_str())
+                .or(ctx.dynamic.as_ref().map(|_| metrics::HOSTPORT)),
             upstream: ctx.upstream_addr,
             referer: req.headers.get("referer").map(|v| v.as_bytes()),
             user_agent: req.headers.get("user-agent").map(|v| v.as_bytes()),
@@ -987,6 +981,13 @@ impl ProxyHttp for Pylon {
 }
 
 impl Pylon {
+    /// The metrics slot of the request: its route, the `/a/` destinations'
+    /// own slot just after the routes (see [`metrics::HOSTPORT`]), or none.
+    fn metrics_route(&self, ctx: &Ctx) -> Option<usize> {
+        ctx.route
+            .or_else(|| ctx.dynamic.as_ref().map(|_| self.routes.len()))
+    }
+
     /// Redirect, body and ETag rewriting of one upstream response of route
     /// `i` (response_filter).
     fn rewrite_response(
@@ -1025,7 +1026,7 @@ impl Pylon {
                 resp.remove_header(&http::header::TRANSFER_ENCODING);
                 resp.insert_header(CONTENT_LENGTH, "0")?;
                 ctx.drop_body = true;
-                self.metrics.route(self.metrics_row(ctx)).rewrites.inc();
+                self.metrics.route(self.metrics_route(ctx)).rewrites.inc();
                 return Ok(());
             }
         }
@@ -1097,7 +1098,7 @@ impl Pylon {
             }
         }
         if rewritten {
-            self.metrics.route(self.metrics_row(ctx)).rewrites.inc();
+            self.metrics.route(self.metrics_route(ctx)).rewrites.inc();
         }
         Ok(())
     }

