@@ -11,7 +11,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::lifecycle;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::status::{self, Endpoint, RouteStatus, Status};
 use crate::upstream::Upstream;
@@ -30,6 +30,7 @@ pub struct Admin {
     pub hostport: Option<String>,
     pub version: &'static str,
     pub config_hash: String,
+    pub lifecycle: Arc<Lifecycle>,
 }
 
 fn reply(code: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -55,7 +56,7 @@ impl Admin {
             version: self.version,
             config_hash: &self.config_hash,
             uptime: self.metrics.started.elapsed(),
-            draining: lifecycle::is_draining(),
+            draining: self.lifecycle.is_draining(),
             routes: self
                 .routes
                 .iter()
@@ -116,7 +117,7 @@ impl ServeHttp for Admin {
                 "text/html; charset=utf-8",
                 status::html(&self.status()).into_bytes(),
             ),
-            "/healthz" if lifecycle::is_leaving() => reply(
+            "/healthz" if self.lifecycle.is_leaving() => reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",
                 b"Pylon draining.".to_vec(),

@@ -214,6 +214,8 @@ const CHUNK_PLANS: usize = 4;
 /// the whole-body output; fused and unfused literal rules agree; with no
 /// over-long regex, both equal an unbounded rule-by-rule replacement; and
 /// the bytes held between chunks stay within the advertised bound.
+// One property after another on the same decoded input; kept together so
+// a failure reads as one story.
 pub fn rewrite_chunks(data: &[u8]) {
     let (head, body) = split_head(data);
     let mut lines = head.split(|&b| b == b'\n');

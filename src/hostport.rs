@@ -88,6 +88,7 @@ mod tests {
             allow: allow.iter().map(|s| s.parse().unwrap()).collect(),
             ports: ports.to_vec(),
             allow_loopback: loopback,
+            timeouts: Default::default(),
         }
     }
 

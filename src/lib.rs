@@ -1,27 +1,30 @@
 //! Pylon as a library: the pure modules (configuration, path normalisation,
-//! routing, header handling) and the Pingora glue, so that the binary, the
-//! fuzz targets and the benchmarks all use the same code.
+//! routing, header handling, rewriting) and the Pingora glue, so that the
+//! `pylon` binary and the fuzz targets under `fuzz/` use the same code.
 
-pub mod access_log;
-pub mod admin;
+pub(crate) mod access_log;
+pub(crate) mod admin;
 pub mod allocator;
-pub mod authority;
+pub mod app;
+pub(crate) mod authority;
 pub mod client_deadlines;
-pub mod config;
-pub mod connection_guard;
-#[doc(hidden)]
+pub(crate) mod config;
+pub(crate) mod connection_guard;
+// The properties the fuzz targets check: compiled for them (cargo-fuzz
+// sets `--cfg fuzzing`) and for the corpus replays under `cargo test`.
+#[cfg(any(fuzzing, test))]
 pub mod fuzzing;
-pub mod headers;
-pub mod hostport;
+pub(crate) mod headers;
+pub(crate) mod hostport;
 pub mod lifecycle;
 pub mod log_demote;
-pub mod metrics;
-pub mod path;
-pub mod proxy;
-pub mod redirect;
-pub mod rewrite;
-pub mod routing;
-pub mod status;
-pub mod transfer_coding;
-pub mod upstream;
-pub mod upstream_uri;
+pub(crate) mod metrics;
+pub(crate) mod path;
+pub(crate) mod proxy;
+pub(crate) mod redirect;
+pub(crate) mod rewrite;
+pub(crate) mod routing;
+pub(crate) mod status;
+pub(crate) mod transfer_coding;
+pub(crate) mod upstream;
+pub(crate) mod upstream_uri;

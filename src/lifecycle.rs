@@ -18,9 +18,11 @@
 //!    connection is open, instead of sleeping through the whole grace
 //!    period. Open connections count because an HTTP/2 connection may hold
 //!    streams the client sent before it saw Pingora's GOAWAY that are not
-//!    yet requests in flight: exiting then failed them.
+//!    yet requests in flight: exiting then failed them. The binary waits on
+//!    [`Lifecycle::wait_until_drained`] and exits (the library never does).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,41 +30,98 @@ use log::info;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 
-static DRAINING: AtomicBool = AtomicBool::new(false);
-/// Set on SIGTERM only: on an upgrade the listening socket keeps being
-/// served by the new process, so the instance is not going away.
-static LEAVING: AtomicBool = AtomicBool::new(false);
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Client connections open on the proxy's listeners. Global because the
+/// connection guard, which counts them, is built before any handle exists
+/// and is shared with other work; the request count is in [`Lifecycle`].
 static OPEN_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 
 /// Pingora sleeps this long between handing the sockets to the new process
 /// and stopping the old one (`CLOSE_TIMEOUT`, not configurable).
 const UPGRADE_NOTICE: Duration = Duration::from_secs(5);
 
-pub fn is_draining() -> bool {
-    DRAINING.load(Ordering::Relaxed)
+/// The state of one instance's departure, shared by the signal watcher, the
+/// proxy, the admin pages and whoever waits to exit.
+pub struct Lifecycle {
+    draining: AtomicBool,
+    /// Set on SIGTERM only: on an upgrade the listening socket keeps being
+    /// served by the new process, so the instance is not going away.
+    leaving: AtomicBool,
+    /// The notice of the departure under way, in milliseconds.
+    notice_ms: AtomicU64,
+    shutdown_notice: Duration,
+    /// Cloned into every request: the strong count less this one is the
+    /// number in flight, at one atomic operation per request each way.
+    requests: Arc<()>,
 }
 
-/// Whether `/healthz` should fail so that balancers move traffic away.
-pub fn is_leaving() -> bool {
-    LEAVING.load(Ordering::Relaxed)
-}
+impl Lifecycle {
+    pub fn new(shutdown_notice: Duration) -> Self {
+        Lifecycle {
+            draining: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
+            notice_ms: AtomicU64::new(0),
+            shutdown_notice,
+            requests: Arc::new(()),
+        }
+    }
 
-/// Held for the life of one request; the count decides when to exit.
-pub struct InFlight(());
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
 
-impl InFlight {
-    pub fn enter() -> Self {
-        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
-        InFlight(())
+    /// Whether `/healthz` should fail so that balancers move traffic away.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::Relaxed)
+    }
+
+    /// Held for the life of one request; the count decides when to exit.
+    pub fn enter(&self) -> InFlight {
+        InFlight(self.requests.clone())
+    }
+
+    fn in_flight(&self) -> usize {
+        Arc::strong_count(&self.requests) - 1
+    }
+
+    fn start_draining(&self, why: &str, notice: Duration) {
+        self.notice_ms
+            .store(notice.as_millis() as u64, Ordering::Relaxed);
+        self.draining.store(true, Ordering::Release);
+        info!("{why}: draining; keep-alive clients are told to reconnect for {notice:?}, then listeners close");
+    }
+
+    /// Blocks until a departure has started, its notice has passed and no
+    /// request is in flight: the moment the process may exit without
+    /// failing a request. For a thread of its own.
+    pub fn wait_until_drained(&self) {
+        while !self.draining.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Past the notice Pingora has stopped accepting; a little slack lets
+        // requests read just before that register as in flight.
+        let notice = Duration::from_millis(self.notice_ms.load(Ordering::Relaxed));
+        std::thread::sleep(notice + Duration::from_millis(500));
+        // A connection accepted just before the listeners closed counts
+        // only once its TLS handshake is done: exit after a quiet second,
+        // not at the first quiet instant.
+        let mut quiet = 0;
+        while quiet < 10 {
+            let idle = self.in_flight() == 0 && OPEN_CONNECTIONS.load(Ordering::Acquire) == 0;
+            quiet = if idle { quiet + 1 } else { 0 };
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Pingora's shutdown signal watcher for this instance.
+    pub fn signals(self: &Arc<Self>) -> Signals {
+        Signals {
+            lifecycle: self.clone(),
+        }
     }
 }
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::Release);
-    }
-}
+/// One request in flight.
+pub struct InFlight(#[allow(dead_code)] Arc<()>);
 
 /// Held for the life of one client connection on the proxy's listeners.
 pub struct OpenConnection(());
@@ -80,36 +139,10 @@ impl Drop for OpenConnection {
     }
 }
 
-fn start_draining(why: &str, notice: Duration) {
-    DRAINING.store(true, Ordering::Relaxed);
-    info!("{why}: draining; keep-alive clients are told to reconnect for {notice:?}, then listeners close");
-    let _ = std::thread::Builder::new()
-        .name("pylon-exit".into())
-        .spawn(move || {
-            // Past the notice Pingora has stopped accepting; a little slack lets
-            // requests read just before that register as in flight.
-            std::thread::sleep(notice + Duration::from_millis(500));
-            // A connection accepted just before the listeners closed counts
-            // only once its TLS handshake is done: exit after a quiet second,
-            // not at the first quiet instant.
-            let mut quiet = 0;
-            loop {
-                let idle = IN_FLIGHT.load(Ordering::Acquire) == 0
-                    && OPEN_CONNECTIONS.load(Ordering::Acquire) == 0;
-                quiet = if idle { quiet + 1 } else { 0 };
-                if quiet >= 10 {
-                    info!("drained: no request in flight, no connection open, exiting");
-                    std::process::exit(0);
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-}
-
 /// Replaces Pingora's signal handling to put the notice period in front of
 /// its shutdown. SIGINT still stops at once, also during the notice.
 pub struct Signals {
-    pub shutdown_notice: Duration,
+    lifecycle: Arc<Lifecycle>,
 }
 
 #[async_trait]
@@ -123,16 +156,17 @@ impl ShutdownSignalWatch for Signals {
             log::error!("cannot install signal handlers; stopping");
             return ShutdownSignal::FastShutdown;
         };
+        let life = &self.lifecycle;
         tokio::select! {
             _ = quit.recv() => {
-                start_draining("SIGQUIT (upgrade)", UPGRADE_NOTICE);
+                life.start_draining("SIGQUIT (upgrade)", UPGRADE_NOTICE);
                 ShutdownSignal::GracefulUpgrade
             }
             _ = term.recv() => {
-                LEAVING.store(true, Ordering::Relaxed);
-                start_draining("SIGTERM", self.shutdown_notice);
+                life.leaving.store(true, Ordering::Relaxed);
+                life.start_draining("SIGTERM", life.shutdown_notice);
                 tokio::select! {
-                    _ = tokio::time::sleep(self.shutdown_notice) => ShutdownSignal::GracefulTerminate,
+                    _ = tokio::time::sleep(life.shutdown_notice) => ShutdownSignal::GracefulTerminate,
                     _ = int.recv() => ShutdownSignal::FastShutdown,
                 }
             }

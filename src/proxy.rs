@@ -1,15 +1,32 @@
-//! The Pingora glue. Each phase is one call into a plain module:
+//! The Pingora glue: every step of a request, in order, with the status
+//! each can answer with itself (through `Pylon::respond`, the one reply path
+//! that adds the request id and HSTS to everything Pylon answers):
 //!
 //! ```text
-//! request_filter          normalise path (path.rs), /healthz, route (routing.rs),
-//!                         add-slash 301, body limit, upstream target
-//! upstream_peer           route → endpoint (upstream.rs)
-//! fail_to_connect         try another endpoint of the route, if any
-//! upstream_request_filter target, Host, X-Forwarded-* (headers.rs)
-//! request_body_filter     count bytes against the route's body limit
-//! response_filter         drop hop-by-hop headers; long timeouts after a 101
-//! fail_to_proxy           502/504 with a body naming the route
-//! logging                 access log line (access_log.rs)
+//! request_filter
+//!   head clocks, keep-alive      stop the head clock (connection_guard.rs)
+//!   limits                       400 long method, 414 target, 431 headers
+//!   transfer coding              400/501 (transfer_coding.rs)
+//!   authority                    400 missing or conflicting Host (authority.rs)
+//!   path                         400 not normalisable (path.rs)
+//!   /healthz                     200 ready, 503 draining
+//!   host                         421 not in server_names
+//!   HTTPS redirect               307 to https://, 400 bad Host
+//!   host:port destination        400 malformed /a/, 502 unresolved, 403 refused (hostport.rs)
+//!   route                        404 no route (routing.rs)
+//!   access                       403 allow/deny, 429 rate limit
+//!   add-slash                    301 prefix → prefix/
+//!   body limit                   413 declared Content-Length too large
+//! upstream_peer                  route → endpoint (upstream.rs), or the destination
+//! fail_to_connect                retry another endpoint of the route
+//! upstream_request_filter        target, Host, X-Forwarded-*, request id, If-None-Match (headers.rs)
+//! request_body_filter            413 when the body outgrows max_body_size
+//! response_filter                request id, HSTS, hop-by-hop, 101 timeouts,
+//!                                Location/Refresh, WebHDFS 307 → /a/, ETag, body rewriter (redirect.rs)
+//! response_body_filter           streaming rewrite (rewrite.rs)
+//! fail_to_proxy                  502/504 naming the route, 400 for client errors
+//! request_refused                refused by Pingora before the hooks: log line and count
+//! logging                        access log line (access_log.rs), metrics (metrics.rs)
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -35,24 +52,20 @@ use crate::config::{AccessLogFormat, Config, HostPort, Limits, Route, Tls};
 use crate::connection_guard::ClockedStream;
 use crate::headers;
 use crate::hostport;
-use crate::lifecycle::{self, InFlight};
+use crate::lifecycle::{InFlight, Lifecycle};
 use crate::metrics::{self, Metrics};
 use crate::path;
 use crate::redirect::{self, PublicOrigin, Redirects};
-use crate::rewrite::{self, Streamer, Vars};
+use crate::rewrite::{Streamer, Vars};
 use crate::routing::{self, Router};
 use crate::transfer_coding;
-use crate::upstream::Upstream;
+use crate::upstream::{self, Upstream};
 
 pub struct ActiveRoute {
     pub cfg: Route,
     pub upstream: Arc<Upstream>,
     /// Requests per client address in the current second, when limited.
     rate: Option<Rate>,
-    /// `Host` and `X-Forwarded-Prefix` for the upstream, built once: each
-    /// request then shares these bytes instead of copying the strings.
-    host_value: Option<HeaderValue>,
-    prefix_value: Option<HeaderValue>,
 }
 
 pub struct Pylon {
@@ -71,12 +84,20 @@ pub struct Pylon {
     own_addrs: Vec<SocketAddr>,
     /// Timeouts of `/a/` destinations: those of an unconfigured route.
     hostport_template: HttpPeer,
+    lifecycle: Arc<Lifecycle>,
+    /// `Strict-Transport-Security` for HTTPS responses, when configured.
+    hsts: Option<HeaderValue>,
 }
 
 const X_REQUEST_ID: &str = "x-request-id";
 
 impl Pylon {
-    pub fn new(cfg: &Config, upstreams: &[Arc<Upstream>], metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        cfg: &Config,
+        upstreams: &[Arc<Upstream>],
+        metrics: Arc<Metrics>,
+        lifecycle: Arc<Lifecycle>,
+    ) -> Self {
         let routes: Vec<ActiveRoute> = cfg
             .routes
             .iter()
@@ -85,8 +106,6 @@ impl Pylon {
                 cfg: r.clone(),
                 upstream: u.clone(),
                 rate: r.rate_limit.map(|_| Rate::new(Duration::from_secs(1))),
-                host_value: HeaderValue::from_str(&r.upstream.authority).ok(),
-                prefix_value: HeaderValue::from_str(&r.prefix).ok(),
             })
             .collect();
         let router = Router::new(routes.iter().map(|r| r.cfg.prefix.as_str()));
@@ -107,17 +126,21 @@ impl Pylon {
                 .iter()
                 .chain(&cfg.admin_listen)
                 .chain(cfg.tls.iter().flat_map(|t| &t.listen))
-                .filter_map(|a| a.parse().ok())
+                .copied()
                 .collect(),
-            hostport_template: {
-                let mut p =
-                    HttpPeer::new(SocketAddr::from(([0, 0, 0, 0], 80)), false, String::new());
-                p.options.connection_timeout = Some(Duration::from_secs(10));
-                p.options.read_timeout = Some(Duration::from_secs(3600));
-                p.options.write_timeout = Some(Duration::from_secs(3600));
-                p.options.idle_timeout = Some(Duration::from_secs(30));
-                p
-            },
+            lifecycle,
+            // Digits after a fixed prefix: always a valid header value.
+            hsts: cfg
+                .tls
+                .as_ref()
+                .filter(|t| t.hsts_seconds > 0)
+                .and_then(|t| HeaderValue::from_str(&format!("max-age={}", t.hsts_seconds)).ok()),
+            hostport_template: upstream::destination_template(
+                &cfg.hostport
+                    .as_ref()
+                    .map(|h| h.timeouts)
+                    .unwrap_or_default(),
+            ),
         }
     }
 }
@@ -245,37 +268,59 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
         .map(|a| a.ip())
 }
 
-/// Answers from Pylon itself. A request that still has an unread body gets
-/// `Connection: close`, so leftover bytes can never be read as a next request.
-async fn respond(
-    session: &mut Session,
-    request_id: &HeaderValue,
-    status: u16,
-    extra: &[(http::HeaderName, &str)],
-    body: &str,
-) -> Result<bool> {
-    if !session.is_body_empty() {
-        session.set_keepalive(None);
-    }
-    let mut resp = ResponseHeader::build(status, Some(3 + extra.len()))?;
-    resp.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
-    for (name, value) in extra {
-        resp.insert_header(name.clone(), *value)?;
-    }
-    if !request_id.is_empty() {
-        resp.insert_header(X_REQUEST_ID, request_id.clone())?;
-    }
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only || body.is_empty())
-        .await?;
-    if !head_only && !body.is_empty() {
+impl Pylon {
+    /// The one reply path for everything Pylon answers itself (refusals,
+    /// redirects, `/healthz`, 502/504). A request that still has an unread
+    /// body gets `Connection: close`, so leftover bytes can never be read as
+    /// a next request; the headers every response carries come from
+    /// [`Pylon::every_response`], as for proxied ones.
+    async fn respond(
+        &self,
+        session: &mut Session,
+        ctx: &Ctx,
+        status: u16,
+        extra: &[(http::HeaderName, &str)],
+        body: &str,
+    ) -> Result<bool> {
+        if !session.is_body_empty() {
+            session.set_keepalive(None);
+        }
+        let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
+        resp.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
+        resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+        for (name, value) in extra {
+            resp.insert_header(name.clone(), *value)?;
+        }
+        self.every_response(session, &mut resp, ctx)?;
+        let head_only = session.req_header().method == http::Method::HEAD;
         session
-            .write_response_body(Some(Bytes::copy_from_slice(body.as_bytes())), true)
+            .write_response_header(Box::new(resp), head_only || body.is_empty())
             .await?;
+        if !head_only && !body.is_empty() {
+            session
+                .write_response_body(Some(Bytes::copy_from_slice(body.as_bytes())), true)
+                .await?;
+        }
+        Ok(true)
     }
-    Ok(true)
+
+    /// What every response to the client carries, Pylon's own
+    /// ([`Pylon::respond`]) and the upstream's (`response_filter`): the
+    /// request id and, over HTTPS, HSTS.
+    fn every_response(
+        &self,
+        session: &Session,
+        resp: &mut ResponseHeader,
+        ctx: &Ctx,
+    ) -> Result<()> {
+        if !ctx.request_id.is_empty() {
+            resp.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
+        }
+        if let Some(hsts) = self.hsts.as_ref().filter(|_| is_tls(session)) {
+            resp.insert_header(STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -289,7 +334,7 @@ impl ProxyHttp for Pylon {
             dynamic: None,
             rewriter: None,
             drop_body: false,
-            _in_flight: InFlight::enter(),
+            _in_flight: self.lifecycle.enter(),
             started: Instant::now(),
             route: None,
             upstream_target: Vec::new(),
@@ -321,7 +366,7 @@ impl ProxyHttp for Pylon {
         }
         // Pingora otherwise keeps idle HTTP/1.1 connections forever. While
         // draining, every response tells the client to reconnect elsewhere.
-        let draining = lifecycle::is_draining();
+        let draining = self.lifecycle.is_draining();
         // Only bound keep-alive the client asked for (HTTP/1.0 without
         // `Connection: keep-alive` and `Connection: close` stay off).
         let wants_keepalive = session.get_keepalive().is_some();
@@ -341,36 +386,34 @@ impl ProxyHttp for Pylon {
             _ => headers::new_request_id_value(),
         };
         if let Some((code, why)) = over_limits(req, &self.limits) {
-            return respond(session, &ctx.request_id, code, &[], why).await;
+            return self.respond(session, ctx, code, &[], why).await;
         }
         let codings = req.headers.get_all(http::header::TRANSFER_ENCODING).iter();
         if let Err((code, why)) = transfer_coding::check(codings.map(HeaderValue::as_bytes)) {
-            return respond(session, &ctx.request_id, code, &[], why).await;
+            return self.respond(session, ctx, code, &[], why).await;
         }
         ctx.authority = match request_authority(req) {
             Ok(a) => a,
-            Err(r) => return respond(session, &ctx.request_id, 400, &[], r.message()).await,
+            Err(r) => return self.respond(session, ctx, 400, &[], r.message()).await,
         };
         let target = match path::normalise(req.raw_path()) {
             Ok(t) => t,
             Err(e) => {
                 debug!("400 for {:?}: {e}", String::from_utf8_lossy(req.raw_path()));
-                return respond(
-                    session,
-                    &ctx.request_id,
-                    400,
-                    &[],
-                    &format!("Bad request: {e}.\n"),
-                )
-                .await;
+                return self
+                    .respond(session, ctx, 400, &[], &format!("Bad request: {e}.\n"))
+                    .await;
             }
         };
 
         if target.path == "/healthz" {
             // A balancer moves traffic away before this instance closes anything.
-            return match lifecycle::is_leaving() {
-                false => respond(session, &ctx.request_id, 200, &[], "Pylon ready.").await,
-                true => respond(session, &ctx.request_id, 503, &[], "Pylon draining.").await,
+            return match self.lifecycle.is_leaving() {
+                false => self.respond(session, ctx, 200, &[], "Pylon ready.").await,
+                true => {
+                    self.respond(session, ctx, 503, &[], "Pylon draining.")
+                        .await
+                }
             };
         }
 
@@ -378,14 +421,15 @@ impl ProxyHttp for Pylon {
         // name this instance, since redirects and pages are built from Host.
         let host = ctx.authority.as_ref().map(HeaderValue::as_bytes);
         if !headers::host_allowed(host, &self.server_names) {
-            return respond(
-                session,
-                &ctx.request_id,
-                421,
-                &[],
-                "Misdirected request: unknown host.\n",
-            )
-            .await;
+            return self
+                .respond(
+                    session,
+                    ctx,
+                    421,
+                    &[],
+                    "Misdirected request: unknown host.\n",
+                )
+                .await;
         }
 
         if let Some(tls) = self.tls.as_ref().filter(|t| t.redirect_http) {
@@ -399,17 +443,12 @@ impl ProxyHttp for Pylon {
                     target.query,
                 ) {
                     Some(loc) => {
-                        respond(session, &ctx.request_id, 307, &[(LOCATION, &loc)], "").await
+                        self.respond(session, ctx, 307, &[(LOCATION, &loc)], "")
+                            .await
                     }
                     None => {
-                        respond(
-                            session,
-                            &ctx.request_id,
-                            400,
-                            &[],
-                            "Bad request: invalid Host.\n",
-                        )
-                        .await
+                        self.respond(session, ctx, 400, &[], "Bad request: invalid Host.\n")
+                            .await
                     }
                 };
             }
@@ -430,14 +469,15 @@ impl ProxyHttp for Pylon {
             let dest = match found {
                 Some((_, Some(d))) => Some(d),
                 Some(("/a", None)) => {
-                    return respond(
-                        session,
-                        &ctx.request_id,
-                        400,
-                        &[],
-                        "Bad request: expected /a/<host>:<port>/<path>.\n",
-                    )
-                    .await;
+                    return self
+                        .respond(
+                            session,
+                            ctx,
+                            400,
+                            &[],
+                            "Bad request: expected /a/<host>:<port>/<path>.\n",
+                        )
+                        .await;
                 }
                 _ => None,
             };
@@ -445,22 +485,18 @@ impl ProxyHttp for Pylon {
                 ctx.route = None;
                 // As written: brackets kept for IPv6.
                 let ((host, port), authority) = (dest, seg.to_string());
-                let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-                    Ok(ip) => vec![SocketAddr::new(ip, port)],
-                    Err(_) => match tokio::net::lookup_host((host, port)).await {
-                        Ok(found) => found.collect(),
-                        Err(_) => Vec::new(),
-                    },
-                };
+                let addrs =
+                    upstream::resolve_destination(host, port, policy.timeouts.connect).await;
                 if addrs.is_empty() {
-                    return respond(
-                        session,
-                        &ctx.request_id,
-                        502,
-                        &[],
-                        "502 upstream unavailable: cannot resolve the host\n",
-                    )
-                    .await;
+                    return self
+                        .respond(
+                            session,
+                            ctx,
+                            502,
+                            &[],
+                            "502 upstream unavailable: cannot resolve the host\n",
+                        )
+                        .await;
                 }
                 // Every address the name has must be allowed: the name is the
                 // client's to choose, the addresses are not.
@@ -469,14 +505,15 @@ impl ProxyHttp for Pylon {
                     .find_map(|a| hostport::check(*a, policy, &self.own_addrs).err())
                 {
                     debug!("403 for /a/{authority}: {why}");
-                    return respond(
-                        session,
-                        &ctx.request_id,
-                        403,
-                        &[],
-                        "Forbidden: destination not allowed.\n",
-                    )
-                    .await;
+                    return self
+                        .respond(
+                            session,
+                            ctx,
+                            403,
+                            &[],
+                            "Forbidden: destination not allowed.\n",
+                        )
+                        .await;
                 }
                 ctx.upstream_target = routing::upstream_target("", rest, target.query);
                 let prefix = format!("{matched}/{seg}");
@@ -490,14 +527,9 @@ impl ProxyHttp for Pylon {
         }
 
         let Some(m) = self.router.find(&target.path) else {
-            return respond(
-                session,
-                &ctx.request_id,
-                404,
-                &[],
-                "No route for this path.\n",
-            )
-            .await;
+            return self
+                .respond(session, ctx, 404, &[], "No route for this path.\n")
+                .await;
         };
         let route = &self.routes[m.route];
         let rest = &target.path[m.rest_start..];
@@ -507,18 +539,19 @@ impl ProxyHttp for Pylon {
             let listed = |nets: &[ipnet::IpNet]| nets.iter().any(|n| n.contains(&ip));
             if listed(&route.cfg.deny) || (!route.cfg.allow.is_empty() && !listed(&route.cfg.allow))
             {
-                return respond(session, &ctx.request_id, 403, &[], "Forbidden.\n").await;
+                return self.respond(session, ctx, 403, &[], "Forbidden.\n").await;
             }
             if let (Some(rate), Some(limit)) = (&route.rate, route.cfg.rate_limit) {
                 if rate.observe(&ip, 1) > limit as isize {
-                    return respond(
-                        session,
-                        &ctx.request_id,
-                        429,
-                        &[(RETRY_AFTER, "1")],
-                        "Too many requests.\n",
-                    )
-                    .await;
+                    return self
+                        .respond(
+                            session,
+                            ctx,
+                            429,
+                            &[(RETRY_AFTER, "1")],
+                            "Too many requests.\n",
+                        )
+                        .await;
                 }
             }
         }
@@ -531,7 +564,9 @@ impl ProxyHttp for Pylon {
                 location.push('?');
                 location.push_str(&String::from_utf8_lossy(q));
             }
-            return respond(session, &ctx.request_id, 301, &[(LOCATION, &location)], "").await;
+            return self
+                .respond(session, ctx, 301, &[(LOCATION, &location)], "")
+                .await;
         }
 
         if let Some(limit) = route.cfg.max_body_size {
@@ -541,14 +576,15 @@ impl ProxyHttp for Pylon {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > limit) {
-                return respond(
-                    session,
-                    &ctx.request_id,
-                    413,
-                    &[],
-                    "Request body too large for this route.\n",
-                )
-                .await;
+                return self
+                    .respond(
+                        session,
+                        ctx,
+                        413,
+                        &[],
+                        "Request body too large for this route.\n",
+                    )
+                    .await;
             }
         }
 
@@ -621,9 +657,9 @@ impl ProxyHttp for Pylon {
             (Some(r), _) => (
                 match r.cfg.preserve_host {
                     true => None,
-                    false => Some(r.host_value.clone().ok_or_else(bad_value)?),
+                    false => Some(r.cfg.host_header.clone()),
                 },
-                r.prefix_value.clone(),
+                Some(r.cfg.prefix_header.clone()),
             ),
             (None, Some(d)) => (
                 Some(HeaderValue::from_str(&d.authority).map_err(|_| bad_value())?),
@@ -736,20 +772,12 @@ impl ProxyHttp for Pylon {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        resp.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
-        if let Some(tls) = self.tls.as_ref().filter(|t| t.hsts_seconds > 0) {
-            if is_tls(session) {
-                resp.insert_header(
-                    STRICT_TRANSPORT_SECURITY,
-                    format!("max-age={}", tls.hsts_seconds),
-                )?;
-            }
-        }
+        self.every_response(session, resp, ctx)?;
         if resp.status.as_u16() == 101 {
             // An upgraded connection (WebSocket: kubectl exec, notebooks) may sit
             // idle far longer than an HTTP request; give it the route's timeout.
             if let Some(route) = ctx.route.and_then(|i| self.routes.get(i)) {
-                session.set_read_timeout(Some(route.cfg.read_timeout));
+                session.set_read_timeout(Some(route.cfg.timeouts.read));
             }
             return Ok(());
         }
@@ -824,7 +852,7 @@ impl ProxyHttp for Pylon {
             };
             // Keep the client connection only if nothing of the request is left unread.
             session.set_keepalive(None);
-            if let Err(err) = respond(session, &ctx.request_id, code, &[], &body).await {
+            if let Err(err) = self.respond(session, ctx, code, &[], &body).await {
                 debug!("could not send {code}: {err}");
             }
         } else if code > 0 {
@@ -1003,7 +1031,7 @@ impl Pylon {
                 resp.remove_header(&http::header::TRANSFER_ENCODING);
                 resp.insert_header(CONTENT_LENGTH, "0")?;
                 ctx.drop_body = true;
-                self.metrics.route(ctx.route).rewrites.inc();
+                self.metrics.route(self.metrics_route(ctx)).rewrites.inc();
                 return Ok(());
             }
         }
@@ -1048,7 +1076,7 @@ impl Pylon {
             let content_type = resp.headers.get(CONTENT_TYPE).map(|v| v.as_bytes());
             let encoded = resp.headers.get(http::header::CONTENT_ENCODING).is_some();
             let vars = Vars::new(scheme, host.unwrap_or_default(), &route.cfg.prefix);
-            if has_body && !encoded && rewrite::rewritable(content_type, &route.cfg.rewrite_types) {
+            if has_body && !encoded && route.cfg.rewrite_types.matches(content_type) {
                 if let Some(vars) = vars {
                     ctx.rewriter = Some(rules.streamer(vars));
                     // The length changes; headers go out before the body.
@@ -1075,7 +1103,7 @@ impl Pylon {
             }
         }
         if rewritten {
-            self.metrics.route(ctx.route).rewrites.inc();
+            self.metrics.route(self.metrics_route(ctx)).rewrites.inc();
         }
         Ok(())
     }

@@ -80,6 +80,7 @@ impl RuleSpec {
         }
     }
 
+    #[cfg(test)]
     pub fn regex(pattern: impl Into<String>, replacement: impl Into<String>) -> Self {
         RuleSpec {
             pattern: pattern.into(),
@@ -315,6 +316,7 @@ enum Stage {
     Literal {
         ac: AhoCorasick,
         longest: usize,
+        #[cfg_attr(not(any(test, fuzzing)), allow(dead_code))] // for the fuzz properties and tests
         patterns: Vec<Vec<u8>>,
         replacements: Vec<Template>,
     },
@@ -331,6 +333,7 @@ enum Stage {
 
 impl Stage {
     /// Most bytes the stage holds back between chunks, look-behind included.
+    #[cfg_attr(not(any(test, fuzzing)), allow(dead_code))] // for the fuzz properties and tests
     fn max_pending(&self) -> usize {
         match self {
             Stage::Literal { longest, .. } => longest - 1,
@@ -340,9 +343,8 @@ impl Stage {
 }
 
 /// Build-time choices that only tests and the fuzz targets change.
-#[doc(hidden)]
 #[derive(Debug, Clone, Copy)]
-pub struct Options {
+pub(crate) struct Options {
     /// Search consecutive literal rules in one pass where that is exact.
     pub fuse: bool,
     /// Least advance of a regex stage per search (default 4 KiB); small
@@ -365,7 +367,18 @@ pub struct RuleSet {
     stages: Vec<Stage>,
     /// True when every regex rule's pattern fits in its window, so that the
     /// result is exactly that of unbounded whole-body replacement.
+    #[cfg_attr(not(any(test, fuzzing)), allow(dead_code))] // for the fuzz properties and tests
     exact: bool,
+    /// The rules it was built from: what makes two sets the same.
+    specs: Vec<RuleSpec>,
+}
+
+/// Two sets are equal when built from the same rules (the configuration
+/// model is compared this way in tests).
+impl PartialEq for RuleSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.specs == other.specs
+    }
 }
 
 struct Literal {
@@ -378,8 +391,7 @@ impl RuleSet {
         Self::with_options(rules, Options::default())
     }
 
-    #[doc(hidden)]
-    pub fn with_options(rules: &[RuleSpec], opts: Options) -> Result<RuleSet, RuleError> {
+    pub(crate) fn with_options(rules: &[RuleSpec], opts: Options) -> Result<RuleSet, RuleError> {
         let min_step = opts.min_step.max(1);
         let mut stages = Vec::new();
         let mut group: Vec<Literal> = Vec::new();
@@ -415,19 +427,26 @@ impl RuleSet {
             stages.push(stage);
         }
         flush_literals(&mut group, &mut stages, rules.len())?;
-        Ok(RuleSet { stages, exact })
+        Ok(RuleSet {
+            stages,
+            exact,
+            specs: rules.to_vec(),
+        })
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.stages.is_empty()
     }
 
     /// Number of passes over the body after fusing literal rules.
+    #[cfg(test)]
     pub fn passes(&self) -> usize {
         self.stages.len()
     }
 
     /// The most bytes a [`Streamer`] of this set holds between chunks.
+    #[cfg_attr(not(any(test, fuzzing)), allow(dead_code))] // for the fuzz properties and tests
     pub fn max_pending(&self) -> usize {
         self.stages.iter().map(Stage::max_pending).sum()
     }
@@ -458,6 +477,7 @@ impl RuleSet {
     }
 
     /// The whole body at once; the reference the streaming must equal.
+    #[cfg(any(test, fuzzing))]
     pub fn apply(self: &Arc<Self>, vars: &Vars, body: &[u8]) -> Vec<u8> {
         let mut s = self.streamer(vars.clone());
         let mut out = Vec::with_capacity(body.len());
@@ -469,7 +489,7 @@ impl RuleSet {
     /// Unbounded whole-body replacement, rule by rule, with no windows and
     /// no fusion: `None` when a regex rule is longer than its window, where
     /// the windowed result may legitimately differ.
-    #[doc(hidden)]
+    #[cfg(any(test, fuzzing))]
     pub fn reference(&self, vars: &Vars, body: &[u8]) -> Option<Vec<u8>> {
         if !self.exact {
             return None;
@@ -775,6 +795,7 @@ impl StageState {
         self.cursor = at;
     }
 
+    #[cfg_attr(not(any(test, fuzzing)), allow(dead_code))] // for the fuzz properties and tests
     fn pending(&self) -> usize {
         self.buf.len() - self.cursor
     }
@@ -821,6 +842,7 @@ impl Streamer {
     }
 
     /// Bytes received but not yet emitted.
+    #[cfg_attr(not(any(test, fuzzing)), allow(dead_code))] // for the fuzz properties and tests
     pub fn pending(&self) -> usize {
         self.states.iter().map(StageState::pending).sum()
     }
@@ -870,40 +892,98 @@ pub const DEFAULT_TYPES: &[&str] = &[
     "text/plain",
 ];
 
-pub fn default_types() -> Vec<String> {
-    DEFAULT_TYPES.iter().map(|s| s.to_string()).collect()
-}
-
-/// Whether a response with this `Content-Type` is rewritten. Entries of
-/// `types` are `type/subtype`, `type/*`, a structured-syntax suffix such as
+/// The content types whose bodies a route rewrites, parsed once at load.
+/// Entries are `type/subtype`, `type/*`, a structured-syntax suffix such as
 /// `+json`, or `*` (everything, also a response without a type, like nginx's
 /// `sub_filter_types *`). Parameters (`; charset=…`) and case are ignored.
-pub fn rewritable(content_type: Option<&[u8]>, types: &[String]) -> bool {
-    let Some(ct) = content_type else {
-        return types.iter().any(|t| t == "*");
-    };
-    let media = ct
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
-    types.iter().any(|t| {
-        let t = t.trim().as_bytes();
-        if t == b"*" {
-            true
-        } else if let Some(major) = t.strip_suffix(b"*") {
-            media.len() > major.len() && media[..major.len()].eq_ignore_ascii_case(major)
-        } else if t.first() == Some(&b'+') {
-            media.len() > t.len() && media[media.len() - t.len()..].eq_ignore_ascii_case(t)
-        } else {
-            media.eq_ignore_ascii_case(t)
+#[derive(Clone, PartialEq, Eq)]
+pub struct ContentTypes {
+    /// As written: what the ETag suffix is derived from.
+    written: Vec<String>,
+    patterns: Vec<TypePattern>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum TypePattern {
+    Any,
+    /// `text/*`: the bytes before `*`, lower case.
+    Major(Vec<u8>),
+    /// `+json`, lower case.
+    Suffix(Vec<u8>),
+    Exact(Vec<u8>),
+}
+
+impl ContentTypes {
+    pub fn parse(types: &[String]) -> Self {
+        let patterns = types
+            .iter()
+            .map(|t| {
+                let t = t.trim().to_ascii_lowercase().into_bytes();
+                if t == b"*" {
+                    TypePattern::Any
+                } else if let Some(major) = t.strip_suffix(b"*") {
+                    TypePattern::Major(major.to_vec())
+                } else if t.first() == Some(&b'+') {
+                    TypePattern::Suffix(t)
+                } else {
+                    TypePattern::Exact(t)
+                }
+            })
+            .collect();
+        ContentTypes {
+            written: types.to_vec(),
+            patterns,
         }
-    })
+    }
+
+    /// Whether a response with this `Content-Type` is rewritten.
+    pub fn matches(&self, content_type: Option<&[u8]>) -> bool {
+        let Some(ct) = content_type else {
+            return self.patterns.contains(&TypePattern::Any);
+        };
+        let media = ct
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        self.patterns.iter().any(|p| match p {
+            TypePattern::Any => true,
+            TypePattern::Major(major) => {
+                media.len() > major.len() && media[..major.len()].eq_ignore_ascii_case(major)
+            }
+            TypePattern::Suffix(t) => {
+                media.len() > t.len() && media[media.len() - t.len()..].eq_ignore_ascii_case(t)
+            }
+            TypePattern::Exact(t) => media.eq_ignore_ascii_case(t),
+        })
+    }
+}
+
+impl Default for ContentTypes {
+    fn default() -> Self {
+        let types: Vec<String> = DEFAULT_TYPES.iter().map(|s| s.to_string()).collect();
+        ContentTypes::parse(&types)
+    }
+}
+
+/// Prints as the list written, so the ETag suffix is that of the list.
+impl std::fmt::Debug for ContentTypes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(&self.written).finish()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn default_types() -> Vec<String> {
+        DEFAULT_TYPES.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn rewritable(content_type: Option<&[u8]>, types: &[String]) -> bool {
+        ContentTypes::parse(types).matches(content_type)
+    }
 
     fn vars() -> Vars {
         Vars::new("https", "pylon.example.com:8443", "/grafana").unwrap()

@@ -1,6 +1,8 @@
 //! Upstream endpoints of one route: address resolution (refreshed in the
 //! background, never on the request path), TLS settings and timeouts, and
-//! the peer handed to Pingora for each request.
+//! the peer handed to Pingora for each request. The one exception, `/a/`
+//! destinations named by the client, is resolved per request within the
+//! connect timeout (`resolve_destination`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -8,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use log::{info, warn};
+use log::{debug, info, warn};
 use pingora::lb::discovery::ServiceDiscovery;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::RoundRobin;
@@ -18,7 +20,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::utils::tls::{parse_x509, WrappedX509};
 
-use crate::config::{ConfigError, HealthCheck as HealthCheckConfig, Route};
+use crate::config::{ConfigError, HealthCheck as HealthCheckConfig, Route, Timeouts};
 
 pub struct Upstream {
     pub route: String,
@@ -58,12 +60,8 @@ impl Upstream {
             route.name.hash(&mut h);
             h.finish()
         };
+        set_timeouts(&mut template, &route.timeouts);
         let o = &mut template.options;
-        o.connection_timeout = Some(route.connect_timeout);
-        o.total_connection_timeout = Some(route.connect_timeout);
-        o.read_timeout = Some(route.read_timeout);
-        o.write_timeout = Some(route.write_timeout);
-        o.idle_timeout = Some(route.idle_timeout);
         o.verify_cert = route.tls_verify;
         o.verify_hostname = route.tls_verify;
         if let Some(path) = &route.tls_ca_file {
@@ -168,6 +166,52 @@ impl Upstream {
     }
 }
 
+fn set_timeouts(peer: &mut HttpPeer, t: &Timeouts) {
+    let o = &mut peer.options;
+    o.connection_timeout = Some(t.connect);
+    o.total_connection_timeout = Some(t.connect);
+    o.read_timeout = Some(t.read);
+    o.write_timeout = Some(t.write);
+    o.idle_timeout = Some(t.idle);
+}
+
+/// The peer of a `/a/<host>:<port>` destination but its address: plain
+/// HTTP, with the timeouts a route gets when it sets none.
+pub fn destination_template(t: &Timeouts) -> HttpPeer {
+    let mut peer = HttpPeer::new(SocketAddr::from(([0, 0, 0, 0], 80)), false, String::new());
+    set_timeouts(&mut peer, t);
+    peer
+}
+
+/// The addresses of a `/a/<host>:<port>` destination. This is the one
+/// resolution on the request path (a destination is the client's choice,
+/// not known in advance), so it is bounded by `limit`, the connect timeout:
+/// a resolver that does not answer costs the request no more than an
+/// upstream that does not. Empty when the name did not resolve in time.
+pub async fn resolve_destination(host: &str, port: u16, limit: Duration) -> Vec<SocketAddr> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return vec![SocketAddr::new(ip, port)];
+    }
+    resolve_within(limit, tokio::net::lookup_host((host, port))).await
+}
+
+async fn resolve_within<I: Iterator<Item = SocketAddr>>(
+    limit: Duration,
+    lookup: impl std::future::Future<Output = std::io::Result<I>>,
+) -> Vec<SocketAddr> {
+    match tokio::time::timeout(limit, lookup).await {
+        Ok(Ok(found)) => found.collect(),
+        Ok(Err(e)) => {
+            debug!("destination not resolved: {e}");
+            Vec::new()
+        }
+        Err(_) => {
+            debug!("destination not resolved within {limit:?}");
+            Vec::new()
+        }
+    }
+}
+
 fn load_ca(path: &str) -> Result<Arc<[WrappedX509]>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let mut certs = Vec::new();
@@ -246,12 +290,20 @@ impl BackgroundService for Refresher {
                 continue;
             };
             let (u, report) = (u.clone(), self.on_health.clone());
+            // Each loop ends with the service: a probe must not outlive the
+            // server that reports it (nor keep an embedding test's runtime busy).
+            let mut stop = shutdown.clone();
             tokio::spawn(async move {
                 let mut reported: Vec<SocketAddr> = Vec::new();
                 loop {
-                    let states = u.check_health().await;
-                    report(&u.route, &states, &mut reported);
-                    tokio::time::sleep(every).await;
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        states = u.check_health() => report(&u.route, &states, &mut reported),
+                    }
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tokio::time::sleep(every) => {}
+                    }
                 }
             });
         }
@@ -306,5 +358,69 @@ fn health_check(
             }));
             Box::new(http)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn health_check_loops_stop_with_the_service() {
+        let yaml = "pylon:\n  routes:\n    x:\n      prefix: /x\n      upstream: http://127.0.0.1:1\n      health_check: {interval: 20ms}\n";
+        let cfg = crate::config::from_yaml(yaml, &BTreeMap::new()).expect("config");
+        let upstream = Arc::new(Upstream::new(&cfg.routes[0]).expect("upstream"));
+        upstream.refresh().await;
+        let probes = Arc::new(AtomicUsize::new(0));
+        let counted = probes.clone();
+        let refresher = Refresher {
+            upstreams: vec![upstream],
+            interval: Duration::from_secs(3600),
+            on_health: Arc::new(move |_, _, _| {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }),
+        };
+        let (stop, watch) = tokio::sync::watch::channel(false);
+        let service = tokio::spawn(async move { refresher.start(watch).await });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(probes.load(Ordering::SeqCst) > 0, "no probe ran");
+        stop.send(true).expect("service listening");
+        service.await.expect("service ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let at_stop = probes.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(probes.load(Ordering::SeqCst), at_stop, "probes went on");
+        drop(stop);
+    }
+
+    #[tokio::test]
+    async fn a_destination_resolver_that_never_answers_costs_the_limit_only() {
+        let never = std::future::pending::<std::io::Result<std::vec::IntoIter<SocketAddr>>>();
+        let bounded = resolve_within(Duration::from_millis(50), never);
+        let found = tokio::time::timeout(Duration::from_secs(5), bounded).await;
+        assert_eq!(found.ok(), Some(Vec::new()), "still waiting after 5 s");
+    }
+
+    #[test]
+    fn destinations_get_the_timeouts_of_a_route_that_sets_none() {
+        let yaml =
+            "pylon:\n  routes:\n    x:\n      prefix: /x\n      upstream: http://127.0.0.1:1\n";
+        let cfg = crate::config::from_yaml(yaml, &BTreeMap::new()).expect("config");
+        let route = Upstream::new(&cfg.routes[0])
+            .expect("upstream")
+            .template
+            .options;
+        let dest = destination_template(&Timeouts::default()).options;
+        assert_eq!(dest.connection_timeout, route.connection_timeout);
+        assert_eq!(
+            dest.total_connection_timeout,
+            route.total_connection_timeout
+        );
+        assert_eq!(dest.read_timeout, route.read_timeout);
+        assert_eq!(dest.write_timeout, route.write_timeout);
+        assert_eq!(dest.idle_timeout, route.idle_timeout);
     }
 }

@@ -217,6 +217,13 @@ fn bad_values_are_refused_naming_key_and_value() {
 }
 
 #[test]
+fn a_variable_holding_only_commas_is_refused_not_a_crash() {
+    let o = check_text("", &[("GRAFANA_URI", ",")]);
+    assert_refused(&o, &["GRAFANA_URI = \",\"", "lists no URI"]);
+    assert!(!o.stderr.contains("panicked"), "stderr {:?}", o.stderr);
+}
+
+#[test]
 fn a_missing_file_is_refused() {
     let o = run(&["-t", "-c", "/nonexistent/pylon.yaml"], &[]);
     assert_refused(&o, &["/nonexistent/pylon.yaml"]);

@@ -21,8 +21,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    free_port, pattern_block, request, wait_until, Client, Conn, KillOnDrop, Pylon, Response,
-    TempDir, IO_TIMEOUT,
+    admin_get, free_port, pattern_block, request, series_value, wait_until, Client, Conn,
+    KillOnDrop, Pylon, Response, TempDir, IO_TIMEOUT,
 };
 
 /// The `Host` every test client sends: rewritten URLs must carry it, not
@@ -1510,6 +1510,32 @@ fn webhdfs_create_and_open_go_through_a_on_both_prefixes() {
 }
 
 // ------------------------------------------------------- 11. /a/ refusals
+
+#[test]
+fn a_destinations_are_counted_under_their_own_route_label() {
+    let target = Fixture::start(|_| Reply::typed("text/plain", "reached\n"));
+    let p = start_pylon(
+        "hostport:\n  allow: [\"127.0.0.1/32\"]\n  allow_loopback: true\n",
+        &[] as &[(&str, String)],
+    );
+    for _ in 0..3 {
+        let r = get(p.addr(), &format!("/a/127.0.0.1:{}/x", target.port()));
+        assert_eq!(r.status, 200, "{}", text(&r));
+    }
+    let metrics = text(&admin_get(&p, "/metrics"));
+    let count = |route| {
+        series_value(
+            &metrics,
+            "pylon_requests_total",
+            &[("route", route), ("method", "GET"), ("status", "2xx")],
+        )
+    };
+    assert_eq!(count("hostport"), Some(3.0), "{metrics}");
+    assert!(
+        count("none").is_none_or(|n| n < 3.0),
+        "/a/ traffic counted as answered before routing: {metrics}"
+    );
+}
 
 #[test]
 fn a_refuses_what_is_not_allowed_and_the_target_sees_nothing() {

@@ -78,6 +78,42 @@ fn https_serves_http1_and_http2_with_forwarded_proto() {
 }
 
 #[test]
+fn pylons_own_answers_over_https_carry_hsts_and_one_request_id() {
+    let ca = TestCa::new();
+    let up = Upstream::start("grafana");
+    let port = free_port();
+    let _p = Pylon::start(
+        &format!(
+            "{}routes:\n  grafana:\n    upstream: {}\n",
+            tls_section(&ca, port, "  hsts: 3600\n"),
+            up.uri()
+        ),
+        &[] as &[(&str, &str)],
+    );
+    // 301 (add-slash), 404 (no route), 400 (bad path), 200 (proxied).
+    for (path, code) in [
+        ("/grafana", 301),
+        ("/nowhere", 404),
+        ("/grafana/%00", 400),
+        ("/grafana/", 200),
+    ] {
+        let url = format!("https://localhost:{port}{path}");
+        let (status, _, out) = curl(&ca.ca_file, &url, &["--http1.1", "-D", "/dev/stderr"]);
+        assert_eq!(status, code, "{path}: {out}");
+        let lower = out.to_ascii_lowercase();
+        assert!(
+            lower.contains("strict-transport-security: max-age=3600"),
+            "{path}: no HSTS in {out}"
+        );
+        assert_eq!(
+            lower.matches("\nx-request-id:").count(),
+            1,
+            "{path}: one X-Request-Id in {out}"
+        );
+    }
+}
+
+#[test]
 fn plain_http_is_redirected_with_307_to_the_public_https_port_but_healthz() {
     let ca = TestCa::new();
     let up = Upstream::start("rest");
