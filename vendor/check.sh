@@ -111,7 +111,8 @@ check)
             fi
         done
     done
-    n=$(find "$here/patches" -name '*.patch' 2>/dev/null | wc -l)
+    n=0
+    for p in "$here"/patches/*.patch; do [ -f "$p" ] && n=$((n + 1)); done
     [ "$status" -eq 0 ] && echo "vendor: $(vendored_crates | tr '\n' ' ')= pristine + $n patches"
     exit "$status"
     ;;
