@@ -12,7 +12,7 @@
 # shutdown. Prints a table: per request, Pylon, nginx, Pylon/nginx.
 # --keep DIR keeps the callgrind files, e.g. for
 #   callgrind_annotate --inclusive=yes DIR/pylon.callgrind.4000.out
-# About 3 minutes on an idle 2-core machine.
+# About 6 minutes on a 2-core machine with other work running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
