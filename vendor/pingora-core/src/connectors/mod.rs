@@ -261,7 +261,7 @@ impl TransportConnector {
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
                         #[cfg(unix)]
-                        if stream_matches_peer(&stream, peer)
+                        if peer.matches_stream(&stream)
                             && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
                         {
                             Some(stream)
@@ -471,26 +471,6 @@ impl PreferredHttpVersion {
 use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
-/// Whether a pooled `stream` is connected to `peer`.
-///
-/// The address a connection was made to is read once and cached in its socket digest, so
-/// comparing with it spares the `getpeername()` that [Peer::matches_fd()] makes on every reuse.
-/// Peers behind a proxy, on Unix sockets or with an unspecified address keep the full check.
-#[cfg(unix)]
-fn stream_matches_peer<P: Peer>(stream: &Stream, peer: &P) -> bool {
-    use crate::protocols::l4::socket::SocketAddr as PeerAddr;
-    if peer.get_proxy().is_none() {
-        if let PeerAddr::Inet(want) = peer.address() {
-            if !want.ip().is_unspecified() {
-                if let Some(digest) = stream.get_socket_digest() {
-                    return matches!(digest.peer_addr(), Some(PeerAddr::Inet(got)) if got == want);
-                }
-            }
-        }
-    }
-    peer.matches_fd(stream.id())
-}
-
 /// Test whether a stream is already closed or not reusable (server sent unexpected data)
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
     let mut buf = [0; 1];
@@ -692,26 +672,26 @@ mod tests {
 
     #[tokio::test]
     #[cfg(unix)]
-    async fn test_stream_matches_peer_by_digest() {
+    async fn test_matches_stream_by_digest() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connector = TransportConnector::new(None);
         let peer = BasicPeer::new(&addr.to_string());
         let stream = connector.new_stream(&peer).await.unwrap();
-        assert!(stream_matches_peer(&stream, &peer));
+        assert!(peer.matches_stream(&stream));
         // the address is cached in the digest: the next check needs no syscall
         let digest = stream.get_socket_digest().unwrap();
         assert!(digest.peer_addr.get().is_some());
-        assert!(stream_matches_peer(&stream, &peer));
+        assert!(peer.matches_stream(&stream));
 
         let mut other = addr;
         other.set_port(if addr.port() == 1 { 2 } else { addr.port() - 1 });
         let other_peer = BasicPeer::new(&other.to_string());
-        assert!(!stream_matches_peer(&stream, &other_peer));
+        assert!(!other_peer.matches_stream(&stream));
         assert!(!other_peer.matches_fd(stream.id()));
 
         let unspecified = BasicPeer::new(&format!("0.0.0.0:{}", addr.port()));
-        assert!(stream_matches_peer(&stream, &unspecified));
+        assert!(unspecified.matches_stream(&stream));
     }
 
     // 192.0.2.1 is TEST-NET-1 (RFC 5737) — SYN packets are silently
