@@ -261,7 +261,7 @@ impl TransportConnector {
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
                         #[cfg(unix)]
-                        if peer.matches_fd(stream.id())
+                        if peer.matches_stream(&stream)
                             && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
                         {
                             Some(stream)
@@ -668,6 +668,30 @@ mod tests {
         drop(stream);
         let _ = shutdown_tx.send(());
         server_handle.await.unwrap();
+    }
+
+    #[tokio::test]
+    #[cfg(unix)]
+    async fn test_matches_stream_by_digest() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connector = TransportConnector::new(None);
+        let peer = BasicPeer::new(&addr.to_string());
+        let stream = connector.new_stream(&peer).await.unwrap();
+        assert!(peer.matches_stream(&stream));
+        // the address is cached in the digest: the next check needs no syscall
+        let digest = stream.get_socket_digest().unwrap();
+        assert!(digest.peer_addr.get().is_some());
+        assert!(peer.matches_stream(&stream));
+
+        let mut other = addr;
+        other.set_port(if addr.port() == 1 { 2 } else { addr.port() - 1 });
+        let other_peer = BasicPeer::new(&other.to_string());
+        assert!(!other_peer.matches_stream(&stream));
+        assert!(!other_peer.matches_fd(stream.id()));
+
+        let unspecified = BasicPeer::new(&format!("0.0.0.0:{}", addr.port()));
+        assert!(unspecified.matches_stream(&stream));
     }
 
     // 192.0.2.1 is TEST-NET-1 (RFC 5737) — SYN packets are silently

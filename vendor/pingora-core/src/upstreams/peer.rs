@@ -23,6 +23,8 @@ use crate::protocols::tls::HandshakeCompleteHook;
 use crate::protocols::tls::PskType;
 #[cfg(unix)]
 use crate::protocols::ConnFdReusable;
+#[cfg(unix)]
+use crate::protocols::Stream;
 use crate::protocols::TcpKeepalive;
 use crate::utils::tls::{get_organization_unit, CertKey};
 use ahash::AHasher;
@@ -261,6 +263,14 @@ pub trait Peer: Display + Clone {
         self.address().check_fd_match(fd)
     }
 
+    /// Whether a pooled `stream` is connected to this peer, checked before it is reused.
+    ///
+    /// The default is [Self::matches_fd()] on the stream's fd.
+    #[cfg(unix)]
+    fn matches_stream(&self, stream: &Stream) -> bool {
+        self.matches_fd(stream.id())
+    }
+
     #[cfg(windows)]
     fn matches_sock<V: AsRawSocket>(&self, sock: V) -> bool {
         use crate::protocols::ConnSockReusable;
@@ -346,7 +356,31 @@ impl Display for BasicPeer {
     }
 }
 
+/// Compares a stream's peer address, read once and cached in its socket digest, with `peer`'s,
+/// which spares the `getpeername()` of [Peer::matches_fd()] on every reuse of a pooled
+/// connection. `None` where that check is needed: peers behind a proxy, on Unix sockets or with
+/// an unspecified address, and streams without a socket digest.
+#[cfg(unix)]
+fn cached_peer_addr_matches<P: Peer>(peer: &P, stream: &Stream) -> Option<bool> {
+    if peer.get_proxy().is_some() {
+        return None;
+    }
+    let SocketAddr::Inet(want) = peer.address() else {
+        return None;
+    };
+    if want.ip().is_unspecified() {
+        return None;
+    }
+    let digest = stream.get_socket_digest()?;
+    Some(matches!(digest.peer_addr(), Some(SocketAddr::Inet(got)) if got == want))
+}
+
 impl Peer for BasicPeer {
+    #[cfg(unix)]
+    fn matches_stream(&self, stream: &Stream) -> bool {
+        cached_peer_addr_matches(self, stream).unwrap_or_else(|| self.matches_fd(stream.id()))
+    }
+
     fn address(&self) -> &SocketAddr {
         &self._address
     }
@@ -844,6 +878,11 @@ impl Peer for HttpPeer {
 
     fn get_proxy(&self) -> Option<&Proxy> {
         self.proxy.as_ref()
+    }
+
+    #[cfg(unix)]
+    fn matches_stream(&self, stream: &Stream) -> bool {
+        cached_peer_addr_matches(self, stream).unwrap_or_else(|| self.matches_fd(stream.id()))
     }
 
     #[cfg(unix)]
