@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::thread;
@@ -43,15 +43,9 @@ impl Fixture {
 }
 
 fn answer(mut s: TcpStream, me: SocketAddr, rest: SocketAddr, datanode: SocketAddr) {
-    let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return,
-        }
-    }
+    let Some(head) = common::read_request_head(&mut s) else {
+        return;
+    };
     let head = String::from_utf8_lossy(&head);
     let target = head.split(' ').nth(1).unwrap_or("/").to_string();
     let (status, extra, body) = if target == "/index.html" {

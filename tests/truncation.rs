@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::thread;
@@ -29,15 +29,9 @@ fn dying_upstream() -> SocketAddr {
 }
 
 fn answer(mut s: TcpStream) {
-    let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return,
-        }
-    }
+    let Some(head) = common::read_request_head(&mut s) else {
+        return;
+    };
     let chunked = String::from_utf8_lossy(&head)
         .split(' ')
         .nth(1)

@@ -1500,3 +1500,19 @@ pub fn curl_via(
         };
     }
 }
+
+/// Reads a request head from a test upstream's socket one byte at a time (so
+/// nothing after it is consumed), with a 20 s limit; `None` when the peer
+/// closes or stalls first.
+pub fn read_request_head(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(head)
+}
