@@ -101,7 +101,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         self.inner.process_new(stream, shutdown).await
     }
 
+    /// Pingora calls this once every listener of the service has stopped
+    /// accepting.
     async fn cleanup(&self) {
+        crate::lifecycle::listeners_closed();
         self.inner.cleanup().await
     }
 }

@@ -14,9 +14,13 @@
 //!    stop accepting and drop connections still idle; by then every active
 //!    client has been told to reconnect, and reconnects land on the new
 //!    process (upgrade) or on another instance (the balancer saw the 503).
-//! 3. The process exits as soon as no request is in flight and no client
-//!    connection is open, instead of sleeping through the whole grace
-//!    period. Open connections count because an HTTP/2 connection may hold
+//!    A connection accepted just before that but still waiting for its
+//!    first request is the exception: its client has most likely sent the
+//!    request already and would not retry it on a fresh connection, so it
+//!    gets two seconds to arrive (`vendor/patches/0302-*`).
+//! 3. The process exits once its listeners are closed, no request is in
+//!    flight and no client connection is open, instead of sleeping through
+//!    the whole grace period. Open connections count because an HTTP/2 connection may hold
 //!    streams the client sent before it saw Pingora's GOAWAY that are not
 //!    yet requests in flight: exiting then failed them. The binary waits on
 //!    [`Lifecycle::wait_until_drained`] and exits (the library never does).
@@ -35,9 +39,23 @@ use tokio::signal::unix::{signal, SignalKind};
 /// and is shared with other work; the request count is in [`Lifecycle`].
 static OPEN_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 
+/// Set once Pingora has closed the proxy's listeners (it calls the proxy
+/// app's cleanup when every accept loop has ended). Global for the same
+/// reason as [`OPEN_CONNECTIONS`].
+static LISTENERS_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Called from the proxy app's cleanup: no connection arrives any more.
+pub(crate) fn listeners_closed() {
+    LISTENERS_CLOSED.store(true, Ordering::Release);
+}
+
 /// Pingora sleeps this long between handing the sockets to the new process
 /// and stopping the old one (`CLOSE_TIMEOUT`, not configurable).
 const UPGRADE_NOTICE: Duration = Duration::from_secs(5);
+
+/// How long past its notice an instance waits for its listeners to close
+/// before it counts them as closed.
+const NOTICE_SLACK: Duration = Duration::from_secs(30);
 
 /// The state of one instance's departure, shared by the signal watcher, the
 /// proxy, the admin pages and whoever waits to exit.
@@ -97,10 +115,15 @@ impl Lifecycle {
         while !self.draining.load(Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(100));
         }
-        // Past the notice Pingora has stopped accepting; a little slack lets
-        // requests read just before that register as in flight.
+        // The notice runs from the signal, but on an upgrade Pingora starts
+        // it only once the sockets are handed over, which can take a while:
+        // wait for the listeners to be closed, not for the notice alone.
+        // The bound is a safety net should cleanup never be reported.
         let notice = Duration::from_millis(self.notice_ms.load(Ordering::Relaxed));
-        std::thread::sleep(notice + Duration::from_millis(500));
+        let since = std::time::Instant::now();
+        while !LISTENERS_CLOSED.load(Ordering::Acquire) && since.elapsed() < notice + NOTICE_SLACK {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         // A connection accepted just before the listeners closed counts
         // only once its TLS handshake is done: exit after a quiet second,
         // not at the first quiet instant.

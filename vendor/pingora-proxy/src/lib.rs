@@ -80,6 +80,10 @@ use pingora_error::{Error, ErrorSource, ErrorType::*, OrErr, Result};
 
 const TASK_BUFFER_SIZE: usize = 4;
 
+/// How long a connection accepted before shutdown may take to deliver its
+/// first request once shutdown has begun (see `await_shutdown_for_request`).
+const FIRST_REQUEST_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// Caps per-proxy padding and one-time shutdown fan-out on very large hosts.
 const MAX_SHUTDOWN_NOTIFY_SHARDS: usize = 256;
 
@@ -319,6 +323,19 @@ where
         .await;
     }
 
+    /// Resolve when a session waiting for a request should give up because
+    /// of shutdown. A connection idle between requests gives up at once. One
+    /// waiting for its first request was accepted by this process moments
+    /// ago and its client has most likely sent the request already; closing
+    /// it fails that request, which the client does not retry on a fresh
+    /// connection, so it gets [`FIRST_REQUEST_SHUTDOWN_GRACE`] to arrive.
+    async fn await_shutdown_for_request(&self, first_on_connection: bool) {
+        self.await_shutdown().await;
+        if first_on_connection {
+            tokio::time::sleep(FIRST_REQUEST_SHUTDOWN_GRACE).await;
+        }
+    }
+
     async fn handle_new_request(
         &self,
         mut downstream_session: Box<HttpSession>,
@@ -329,10 +346,11 @@ where
     {
         // phase 1 read request header
 
+        let first = downstream_session.is_first_on_connection();
         let res = tokio::select! {
             biased; // biased select is cheaper, and we don't want to drop already buffered requests
             res = downstream_session.read_request() => { res }
-            _ = self.await_shutdown() => {
+            _ = self.await_shutdown_for_request(first) => {
                 // service shutting down, dropping the connection to stop more req from coming in
                 return None;
             }

@@ -920,6 +920,17 @@ impl Session {
         }
     }
 
+    /// Whether this session reads the first request of a new HTTP/1
+    /// connection (false for keep-alive successors and for H2 / Subrequest /
+    /// Custom sessions, whose request has arrived when the session exists).
+    /// See [`HttpSession::is_first_on_connection`](crate::protocols::http::v1::server::HttpSession::is_first_on_connection).
+    pub fn is_first_on_connection(&self) -> bool {
+        match self {
+            Self::H1(s) => s.is_first_on_connection(),
+            _ => false,
+        }
+    }
+
     /// Whether HTTP/1.1 request pipelining is enabled for this session.
     ///
     /// Always false for H2 / Subrequest / Custom (pipelining is an H/1.1-only

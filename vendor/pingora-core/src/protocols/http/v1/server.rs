@@ -220,6 +220,10 @@ pub struct HttpSession {
     /// [`super::super::HttpPersistentSettings`] into the next session.
     /// Scoped narrowly so it cannot affect FIN / `abort_on_close` semantics.
     pipelined_idle_bytes_stashed: bool,
+    /// Whether an earlier request was served on this connection: false for
+    /// the session a new connection starts with, true for its keep-alive
+    /// successors (see [`Self::set_reused`]).
+    reused: bool,
 }
 
 impl HttpSession {
@@ -268,6 +272,7 @@ impl HttpSession {
             pipelining_enabled: false,
             pipelined_prefix: None,
             pipelined_idle_bytes_stashed: false,
+            reused: false,
         }
     }
 
@@ -1054,6 +1059,21 @@ impl HttpSession {
     /// Enable or disable the cancel-safe proxy task API for this session.
     pub fn set_proxy_tasks_enabled(&mut self, enabled: bool) {
         self.proxy_tasks_enabled = enabled;
+    }
+
+    /// Marks this session as a keep-alive successor: its connection already
+    /// carried a request.
+    pub fn set_reused(&mut self) {
+        self.reused = true;
+    }
+
+    /// Whether this session reads the first request of its connection. A
+    /// client that has just opened a connection has (or is about to) put a
+    /// request on it, and a client does not retry a request whose fresh
+    /// connection closed without an answer, as it may one sent on a reused
+    /// connection that the server closed while idle.
+    pub fn is_first_on_connection(&self) -> bool {
+        !self.reused
     }
 
     /// Whether HTTP/1.1 request pipelining is enabled for this session.
