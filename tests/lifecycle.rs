@@ -891,18 +891,7 @@ fn upgrades_lose_no_http2_request() {
     let config = setup.dir.join("pylon.yaml");
     std::fs::write(&config, text).expect("write config");
 
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(&ca.ca_file).expect("read CA file");
-    for cert in rustls_pemfile::certs(&mut &pem[..]) {
-        roots.add(cert.expect("CA certificate")).expect("add CA");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls_config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls_config.alpn_protocols = vec![b"h2".to_vec()];
+    let tls_config = common::tls_client_config(&ca.ca_file, b"h2");
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config));
 
     let upgrades = upgrade_count();

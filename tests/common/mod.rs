@@ -784,14 +784,9 @@ pub fn series_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
         })
 }
 
-/// A TLS client connection to Pylon's HTTPS listener at `addr`, as
-/// `localhost`, trusting the test CA in `ca_file` and offering `alpn`;
-/// the handshake is done when this returns.
-pub fn tls_client(
-    addr: SocketAddr,
-    ca_file: &Path,
-    alpn: &[u8],
-) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+/// A TLS client configuration trusting the test CA in `ca_file` and
+/// offering `alpn`.
+pub fn tls_client_config(ca_file: &Path, alpn: &[u8]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(ca_file).expect("read CA file");
     for cert in rustls_pemfile::certs(&mut &pem[..]) {
@@ -804,6 +799,18 @@ pub fn tls_client(
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![alpn.to_vec()];
+    config
+}
+
+/// A TLS client connection to Pylon's HTTPS listener at `addr`, as
+/// `localhost`, trusting the test CA in `ca_file` and offering `alpn`;
+/// the handshake is done when this returns.
+pub fn tls_client(
+    addr: SocketAddr,
+    ca_file: &Path,
+    alpn: &[u8],
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let config = tls_client_config(ca_file, alpn);
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
     let client = rustls::ClientConnection::new(Arc::new(config), name).expect("TLS client");
     let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
