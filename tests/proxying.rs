@@ -873,3 +873,48 @@ fn concurrent_keep_alive_clients_all_reach_the_right_service() {
     }
     assert_eq!(c.total_requests(), 32 * 25);
 }
+
+/// A pooled upstream connection is closed once it has been idle for the
+/// route's `idle_timeout`, even when no further request comes for that
+/// upstream (the pool's sweeper, not the next request, closes it).
+#[test]
+fn idle_upstream_connections_are_closed_after_idle_timeout() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let upstream = std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        // Connections that close before a whole request head (Pylon's
+        // checks of the upstream) are skipped.
+        let mut s = loop {
+            let (mut s, _) = listener.accept().expect("accept");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut byte).is_ok() {
+                head.push(byte[0]);
+            }
+            if head.ends_with(b"\r\n\r\n") {
+                break s;
+            }
+        };
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .expect("response");
+        let answered = Instant::now();
+        // The next read ends when Pylon closes its pooled connection.
+        let n = s.read(&mut byte).unwrap_or(0);
+        (n, answered.elapsed())
+    });
+    let yaml = format!(
+        "routes:\n  rest-server:\n    upstream: http://127.0.0.1:{port}\n    idle_timeout: 1s\n"
+    );
+    let p = Pylon::start(&yaml, &[] as &[(&str, &str)]);
+    let r = p.get("/rest-server/api");
+    assert_eq!(r.status, 200, "{r:?}");
+    let (n, idle) = upstream.join().expect("upstream");
+    assert_eq!(n, 0, "the upstream connection got data instead of a close");
+    assert!(
+        idle >= Duration::from_millis(900) && idle < Duration::from_secs(5),
+        "closed after {idle:?} idle, with idle_timeout 1s"
+    );
+}

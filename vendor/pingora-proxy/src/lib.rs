@@ -1619,7 +1619,7 @@ where
         // Boxed: inline, the request's large future would size this one,
         // which a keep-alive connection holds while it waits for its next
         // request.
-        Box::pin(self.process_request(session, ctx)).await
+        box_pin_in_place(|| self.process_request(session, ctx)).await
     }
 
     async fn http_cleanup(&self) {
@@ -1651,6 +1651,21 @@ where
     }
 
     // TODO implement h2_options
+}
+
+/// `Box::pin(make())`, without building the value on the stack first.
+///
+/// `Box::pin(fut)` evaluates `fut` into a stack slot and then copies all of
+/// `size_of_val(&fut)` bytes into the allocation. A future that has not been
+/// polled holds only its arguments, but the copy covers the whole state
+/// machine (tens of KiB for a proxied request). Allocating first lets the
+/// compiler write the arguments straight into the box.
+#[inline(always)]
+fn box_pin_in_place<F: Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
+    let mut slot = Box::<F>::new_uninit();
+    slot.write(make());
+    // SAFETY: the value was written just above.
+    Box::into_pin(unsafe { slot.assume_init() })
 }
 
 use pingora_core::services::listening::{RuntimeOptsOverride, Service};

@@ -113,7 +113,8 @@ where
             return (false, true, Some(e));
         }
 
-        session.set_upstream_h1_upgrade_request_status(is_h1_upgrade_req(&req));
+        let upstream_upgrade = is_h1_upgrade_req(&req);
+        session.set_upstream_h1_upgrade_request_status(upstream_upgrade);
 
         session.upstream_compression.request_filter(&req);
 
@@ -124,6 +125,10 @@ where
             Err(e) => {
                 return (false, false, Some(e.into_up()));
             }
+        }
+
+        if !upstream_upgrade && Self::can_proxy_without_body_pipe(session) {
+            return self.proxy_1to1_no_body(session, client_session, ctx).await;
         }
 
         let mut downstream_custom_message_writer = session
@@ -189,6 +194,133 @@ where
             }
             Err(e) => (false, false, Some(e)),
         }
+    }
+
+    /// Whether a request can be proxied by [`Self::proxy_1to1_no_body`]: an HTTP/1 downstream
+    /// request that is not an upgrade and has no body to send (no retry buffer either), with
+    /// caching off.
+    fn can_proxy_without_body_pipe(session: &mut Session) -> bool {
+        session.downstream_session.as_http1().is_some()
+            && !session.downstream_session.is_upgrade_req()
+            && !session.cache.enabled()
+            && !session.cache.bypassing()
+            && session.is_body_empty()
+            && session.as_ref().get_retry_buffer().is_none()
+    }
+
+    /// Proxies a request that has no body in one loop: the (empty) request body goes through
+    /// the request body filters and to the upstream, then each response task is read, filtered
+    /// and written downstream in turn. This is what `proxy_handle_downstream` and
+    /// `proxy_handle_upstream` do for such a request, without their two task channels, the
+    /// `try_join!` and the extra polls. While the response is awaited the downstream connection
+    /// is still watched, so a client that goes away ends the request as before.
+    async fn proxy_1to1_no_body(
+        &self,
+        session: &mut Session,
+        client_session: &mut HttpSessionV1,
+        ctx: &mut SV::CTX,
+    ) -> (bool, bool, Option<Box<Error>>)
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        let body = match self.filter_request_body(session, None, true, ctx).await {
+            Ok(body) => body,
+            Err(e) => return (false, false, Some(e)),
+        };
+
+        let mut upstream_can_reuse = true;
+        let mut send_error = None;
+        if let Err(e) = send_body_to1(client_session, body).await {
+            warn!("send error, draining read buf: {e}");
+            // The response can still be forwarded, but the partially written request makes
+            // the connection unsafe to reuse.
+            upstream_can_reuse = false;
+            send_error = Some(e);
+        }
+
+        let mut serve_from_cache = ServeFromCache::new();
+        let mut range_body_filter = RangeBodyFilter::new();
+        let mut watch_downstream = true;
+        loop {
+            let task = tokio::select! {
+                biased;
+                res = client_session.read_response_task() => match res {
+                    Ok(task) => task,
+                    // A response read error means the HTTP/1 message boundary was not
+                    // established, so neither connection is reused.
+                    Err(e) => return (false, false, Some(send_error.unwrap_or(e).into_up())),
+                },
+                res = session.downstream_session.read_body_or_idle(true), if watch_downstream => {
+                    match res {
+                        Err(e) => return (false, false, Some(e.into_down())),
+                        // Once the body is done this only returns errors; never poll it again
+                        // if it does return.
+                        Ok(_) => {
+                            watch_downstream = false;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let upstream_done = task.is_end();
+            #[cfg_attr(not(feature = "upstream_modules"), allow(unused_mut))]
+            let mut task = task;
+            #[cfg(feature = "upstream_modules")]
+            {
+                if let HttpTask::Header(header, end_of_stream) = &task {
+                    if let Err(e) = self
+                        .inner
+                        .adjust_upstream_modules(session, header, *end_of_stream, ctx)
+                        .await
+                    {
+                        return (false, false, Some(e));
+                    }
+                }
+                if let Err(e) = session.upstream_modules_filter_task(&mut task).await {
+                    return (false, false, Some(e));
+                }
+            }
+            session.upstream_compression.response_filter(&mut task);
+            let task = match self
+                .h1_response_filter(
+                    session,
+                    task,
+                    ctx,
+                    &mut serve_from_cache,
+                    &mut range_body_filter,
+                    false,
+                )
+                .await
+            {
+                Ok(task) => task,
+                Err(e) => return (false, false, Some(e)),
+            };
+            let response_done = match session.write_response_tasks(vec![task]).await {
+                Ok(done) => done,
+                Err(e) => return (false, false, Some(e)),
+            };
+            if response_done || upstream_done {
+                // The downstream response ended before the upstream one: unread bytes are
+                // left on the upstream connection.
+                if !upstream_done {
+                    upstream_can_reuse = false;
+                }
+                break;
+            }
+        }
+
+        let reuse_downstream = match session.as_mut().finish_body().await {
+            Ok(_) => {
+                debug!("finished sending body to downstream");
+                true
+            }
+            Err(e) => {
+                error!("Error finish sending body to downstream: {}", e);
+                false
+            }
+        };
+        (reuse_downstream, upstream_can_reuse, None)
     }
 
     pub(crate) async fn proxy_to_h1_upstream(
@@ -1020,11 +1152,34 @@ where
     async fn send_body_to_pipe(
         &self,
         session: &mut Session,
-        mut data: Option<Bytes>,
+        data: Option<Bytes>,
         end_of_body: bool,
         tx: mpsc::Permit<'_, HttpTask>,
         ctx: &mut SV::CTX,
     ) -> Result<bool>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        let end_of_body = end_of_body || data.is_none();
+        if let Some(task) = self
+            .filter_request_body(session, data, end_of_body, ctx)
+            .await?
+        {
+            tx.send(task);
+        }
+        Ok(end_of_body)
+    }
+
+    /// Runs the request body filters on a piece of the downstream request body and returns the
+    /// task to send upstream, if any.
+    async fn filter_request_body(
+        &self,
+        session: &mut Session,
+        mut data: Option<Bytes>,
+        end_of_body: bool,
+        ctx: &mut SV::CTX,
+    ) -> Result<Option<HttpTask>>
     where
         SV: ProxyHttp + Send + Sync,
         SV::CTX: Send + Sync,
@@ -1053,7 +1208,7 @@ where
          * Don't write 0 bytes to the network since it will be
          * treated as the terminating chunk */
         if !upstream_end_of_body && data.as_ref().is_some_and(|d| d.is_empty()) {
-            return Ok(false);
+            return Ok(None);
         }
 
         debug!(
@@ -1063,12 +1218,10 @@ where
 
         // upgraded body needs to be marked
         if session.was_upgraded() {
-            tx.send(HttpTask::UpgradedBody(data, upstream_end_of_body));
+            Ok(Some(HttpTask::UpgradedBody(data, upstream_end_of_body)))
         } else {
-            tx.send(HttpTask::Body(data, upstream_end_of_body));
+            Ok(Some(HttpTask::Body(data, upstream_end_of_body)))
         }
-
-        Ok(end_of_body)
     }
 }
 

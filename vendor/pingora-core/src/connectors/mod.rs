@@ -36,7 +36,7 @@ use pingora_error::{Error, ErrorType::*, OrErr, Result};
 use pingora_pool::{ConnectionMeta, ConnectionPool};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tls::TlsConnector;
@@ -170,7 +170,9 @@ impl ConnectorOptions {
 /// [TransportConnector] provides APIs to connect to servers via TCP or TLS with connection reuse
 pub struct TransportConnector {
     tls_ctx: tls::Connector,
-    connection_pool: Arc<ConnectionPool<Arc<Mutex<Stream>>>>,
+    connection_pool: Arc<ConnectionPool<PooledStream>>,
+    /// Set once the task that sweeps unwatched idle connections out of the pool runs.
+    sweeper_started: AtomicBool,
     offload: Option<OffloadRuntime>,
     bind_to_v4: Vec<SocketAddr>,
     bind_to_v6: Vec<SocketAddr>,
@@ -182,6 +184,36 @@ pub struct TransportConnector {
 }
 
 const DEFAULT_POOL_SIZE: usize = 128;
+
+/// How often idle pooled connections are checked for being closed or past their idle timeout.
+const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// An idle connection in the pool.
+enum PooledStream {
+    /// Watched by its own idle task, which holds the lock while the connection is idle (used
+    /// when a [`ConnectorOptions::keepalive_pool_callback`] needs to learn of evictions).
+    Watched(Arc<Mutex<Stream>>),
+    /// Not watched: whether it is still open and within its idle timeout is checked when it is
+    /// taken, and by the pool's sweeper.
+    Unwatched {
+        stream: Stream,
+        idle_since: Instant,
+        idle_timeout: Option<Duration>,
+    },
+}
+
+impl PooledStream {
+    fn expired(&self, now: Instant) -> bool {
+        match self {
+            PooledStream::Watched(_) => false,
+            PooledStream::Unwatched {
+                idle_since,
+                idle_timeout,
+                ..
+            } => idle_timeout.is_some_and(|t| now.saturating_duration_since(*idle_since) >= t),
+        }
+    }
+}
 
 impl TransportConnector {
     /// Create a new [TransportConnector] with the given [ConnectorOptions]
@@ -204,6 +236,7 @@ impl TransportConnector {
         TransportConnector {
             tls_ctx: tls::Connector::new(options),
             connection_pool: Arc::new(ConnectionPool::new(pool_size)),
+            sweeper_started: AtomicBool::new(false),
             offload: offload.map(|v| OffloadRuntime::new("upstream connect offload", v.0, v.1)),
             bind_to_v4,
             bind_to_v6,
@@ -249,54 +282,90 @@ impl TransportConnector {
 
     /// Try to find a reusable connection to the given server [Peer]
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
-        match self.connection_pool.get(&peer.reuse_hash()) {
-            Some(s) => {
-                debug!("find reusable stream, trying to acquire it");
-                {
-                    let _ = s.lock().await;
-                } // wait for the idle poll to release it
-                match Arc::try_unwrap(s) {
-                    Ok(l) => {
-                        let mut stream = l.into_inner();
-                        // test_reusable_stream: we assume server would never actively send data
-                        // first on an idle stream.
-                        #[cfg(unix)]
-                        if peer.matches_stream(&stream)
-                            && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
-                        {
-                            Some(stream)
-                        } else {
-                            None
+        let key = peer.reuse_hash();
+        loop {
+            let Some(pooled) = self.connection_pool.get(&key) else {
+                debug!("No reusable connection found for {peer}");
+                return None;
+            };
+            let s = match pooled {
+                PooledStream::Watched(s) => s,
+                PooledStream::Unwatched {
+                    mut stream,
+                    idle_since,
+                    idle_timeout,
+                } => {
+                    // An unwatched connection that has been idle too long, is closed or has
+                    // unexpected data is dropped here, and the next one in the pool is tried.
+                    if idle_timeout.is_some_and(|t| idle_since.elapsed() >= t) {
+                        continue;
+                    }
+                    #[cfg(unix)]
+                    let usable = peer.matches_stream(&stream);
+                    #[cfg(windows)]
+                    let usable = {
+                        use std::os::windows::io::{AsRawSocket, RawSocket};
+                        struct WrappedRawSocket(RawSocket);
+                        impl AsRawSocket for WrappedRawSocket {
+                            fn as_raw_socket(&self) -> RawSocket {
+                                self.0
+                            }
                         }
-                        #[cfg(windows)]
-                        {
-                            use std::os::windows::io::{AsRawSocket, RawSocket};
-                            struct WrappedRawSocket(RawSocket);
-                            impl AsRawSocket for WrappedRawSocket {
-                                fn as_raw_socket(&self) -> RawSocket {
-                                    self.0
-                                }
-                            }
-                            if peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
-                                && test_reusable_stream(
-                                    &mut stream,
-                                    &self.unexpected_data_conn_count,
-                                )
-                            {
-                                Some(stream)
-                            } else {
-                                None
-                            }
+                        peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
+                    };
+                    if usable && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
+                    {
+                        return Some(stream);
+                    }
+                    continue;
+                }
+            };
+            return Self::reused_watched_stream(s, peer, &self.unexpected_data_conn_count).await;
+        }
+    }
+
+    async fn reused_watched_stream<P: Peer + Send + Sync>(
+        s: Arc<Mutex<Stream>>,
+        peer: &P,
+        unexpected_data_conn_count: &AtomicU64,
+    ) -> Option<Stream> {
+        debug!("find reusable stream, trying to acquire it");
+        {
+            let _ = s.lock().await;
+        } // wait for the idle poll to release it
+        match Arc::try_unwrap(s) {
+            Ok(l) => {
+                let mut stream = l.into_inner();
+                // test_reusable_stream: we assume server would never actively send data
+                // first on an idle stream.
+                #[cfg(unix)]
+                if peer.matches_stream(&stream)
+                    && test_reusable_stream(&mut stream, unexpected_data_conn_count)
+                {
+                    Some(stream)
+                } else {
+                    None
+                }
+                #[cfg(windows)]
+                {
+                    use std::os::windows::io::{AsRawSocket, RawSocket};
+                    struct WrappedRawSocket(RawSocket);
+                    impl AsRawSocket for WrappedRawSocket {
+                        fn as_raw_socket(&self) -> RawSocket {
+                            self.0
                         }
                     }
-                    Err(_) => {
-                        error!("failed to acquire reusable stream");
+                    if peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
+                        && test_reusable_stream(&mut stream, unexpected_data_conn_count)
+                    {
+                        Some(stream)
+                    } else {
                         None
                     }
                 }
             }
-            None => {
-                debug!("No reusable connection found for {peer}");
+            Err(_) => {
+                error!("failed to acquire reusable stream");
                 None
             }
         }
@@ -321,9 +390,23 @@ impl TransportConnector {
         let id = stream.id();
         let meta = ConnectionMeta::new(key, id);
         debug!("Try to keepalive client session");
+        if self.keepalive_pool_callback.is_none() {
+            self.connection_pool.put_unwatched(
+                &meta,
+                PooledStream::Unwatched {
+                    stream,
+                    idle_since: Instant::now(),
+                    idle_timeout,
+                },
+            );
+            self.start_pool_sweeper();
+            return;
+        }
         let stream = Arc::new(Mutex::new(stream));
         let locked_stream = stream.clone().try_lock_owned().unwrap(); // safe as we just created it
-        let (notify_close, watch_use) = self.connection_pool.put(&meta, stream);
+        let (notify_close, watch_use) = self
+            .connection_pool
+            .put(&meta, PooledStream::Watched(stream));
         let idle_meta = IdleConnection::new(meta);
         let pool = self.connection_pool.clone(); //clone the arc
         let keepalive_pool_callback = self.keepalive_pool_callback.clone();
@@ -342,6 +425,38 @@ impl TransportConnector {
                 if let Some(callback) = keepalive_pool_callback {
                     callback(idle_meta.elapsed());
                 }
+            }
+        });
+    }
+
+    /// Starts, once per connector, the task that drops unwatched idle connections that the
+    /// server closed or that outlived their idle timeout. It ends when the connector is dropped.
+    fn start_pool_sweeper(&self) {
+        if self.sweeper_started.load(Ordering::Relaxed)
+            || self.sweeper_started.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        let pool = Arc::downgrade(&self.connection_pool);
+        let unexpected_data_conn_count = self.unexpected_data_conn_count.clone();
+        pingora_runtime::current_handle().spawn(async move {
+            loop {
+                tokio::time::sleep(POOL_SWEEP_INTERVAL).await;
+                let Some(pool) = pool.upgrade() else {
+                    return;
+                };
+                let now = Instant::now();
+                pool.sweep(|pooled| {
+                    if pooled.expired(now) {
+                        return false;
+                    }
+                    match pooled {
+                        PooledStream::Watched(_) => true,
+                        PooledStream::Unwatched { stream, .. } => {
+                            test_reusable_stream(stream, &unexpected_data_conn_count)
+                        }
+                    }
+                });
             }
         });
     }
