@@ -4,13 +4,15 @@
 
 use std::net::SocketAddr;
 
+use http::header::HeaderValue;
+
 use log::debug;
 
 use super::reply::Reply;
-use super::state::{Ctx, Dynamic, Pylon};
+use super::state::{Ctx, Destination, Pylon, Target};
 use crate::config::HostPort;
 use crate::hostport;
-use crate::path::Target;
+use crate::path::Target as Normalised;
 use crate::routing;
 use crate::upstream;
 
@@ -34,22 +36,29 @@ impl Pylon {
     /// when any of its addresses is not allowed.
     pub(super) async fn destination(
         &self,
-        target: &Target<'_>,
+        target: &Normalised<'_>,
         ctx: &mut Ctx,
     ) -> Result<bool, Reply> {
-        let Some(policy) = &self.hostport else {
+        let Some(destinations) = &self.hostport else {
             return Ok(false);
         };
-        let Some(named) = named(policy, &target.path)? else {
+        let Some(named) = named(&destinations.policy, &target.path)? else {
             return Ok(false);
         };
-        let addr = self.resolve(policy, &named).await?;
-        ctx.route = None;
+        let addr = self.resolve(&destinations.policy, &named).await?;
+        // `parse` let through only characters a header value may hold.
+        let values = HeaderValue::from_str(named.segment).and_then(|authority| {
+            let prefix = HeaderValue::try_from(format!("{}/{}", named.prefix, named.segment))?;
+            Ok((authority, prefix))
+        });
+        let Ok((authority, prefix)) = values else {
+            return Err(malformed());
+        };
         ctx.upstream_target = routing::upstream_target("", named.rest, target.query);
-        ctx.dynamic = Some(Dynamic {
+        ctx.target = Target::Destination(Destination {
             addr,
-            authority: named.segment.to_string(),
-            prefix: format!("{}/{}", named.prefix, named.segment),
+            authority,
+            prefix,
         });
         Ok(true)
     }
@@ -97,10 +106,11 @@ fn named<'t>(policy: &'t HostPort, path: &'t str) -> Result<Option<Named<'t>>, R
             prefix,
             rest,
         })),
-        Some(("/a", _, _, None)) => Err(Reply::text(
-            400,
-            "Bad request: expected /a/<host>:<port>/<path>.\n",
-        )),
+        Some(("/a", _, _, None)) => Err(malformed()),
         _ => Ok(None),
     }
+}
+
+fn malformed() -> Reply {
+    Reply::text(400, "Bad request: expected /a/<host>:<port>/<path>.\n")
 }

@@ -2,13 +2,13 @@
 //! (`upstream_peer`, `fail_to_connect`) and the request the upstream
 //! receives (`upstream_request_filter`).
 
-use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
+use http::header::{CONTENT_LENGTH, HOST};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use pingora::ErrorType;
 
 use super::reply::X_REQUEST_ID;
-use super::state::{is_tls, peer_ip, Ctx, Pylon};
+use super::state::{is_tls, peer_ip, Ctx, Pylon, Target};
 use crate::headers;
 use crate::redirect;
 
@@ -17,15 +17,17 @@ impl Pylon {
     /// or a healthy endpoint of the route other than one that just failed
     /// to connect. Fails (502) when the route has no resolved endpoint.
     pub(super) fn peer(&self, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        if let Some(d) = &ctx.dynamic {
-            let mut peer = Box::new(self.hostport_template.clone());
-            peer._address = pingora::protocols::l4::socket::SocketAddr::Inet(d.addr);
-            ctx.upstream_addr = Some(d.addr);
-            return Ok(peer);
-        }
-        let route = self
-            .route_of(ctx)
-            .ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let route = match (&ctx.target, &self.hostport) {
+            (Target::Route(i), _) => self.routes.get(*i),
+            (Target::Destination(d), Some(destinations)) => {
+                let mut peer = Box::new(destinations.template.clone());
+                peer._address = pingora::protocols::l4::socket::SocketAddr::Inet(d.addr);
+                ctx.upstream_addr = Some(d.addr);
+                return Ok(peer);
+            }
+            _ => None,
+        };
+        let route = route.ok_or_else(not_routed)?;
         let peer = route
             .upstream
             .peer(ctx.failed_addr.as_ref())
@@ -50,7 +52,7 @@ impl Pylon {
     ) -> Box<Error> {
         ctx.connect_failures += 1;
         ctx.failed_addr = peer._address.as_inet().copied();
-        let route_metrics = self.metrics.route(self.metrics_route(ctx));
+        let route_metrics = self.metrics_of(ctx);
         route_metrics.connect_failures.inc();
         if matches!(
             e.etype(),
@@ -83,10 +85,13 @@ impl Pylon {
     /// destination's `host:port`. Fails only for a request with neither a
     /// route nor a destination, which `request_filter` never lets through.
     pub(super) fn upstream_host(&self, req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
-        let host = match (self.route_of(ctx), &ctx.dynamic) {
-            (Some(r), _) => (!r.cfg.preserve_host).then(|| r.cfg.host_header.clone()),
-            (None, Some(d)) => Some(HeaderValue::from_str(&d.authority).map_err(|_| bad_value())?),
-            (None, None) => return Err(Error::new(ErrorType::InternalError)),
+        let host = match &ctx.target {
+            Target::Route(i) => {
+                let r = self.routes.get(*i).ok_or_else(not_routed)?;
+                (!r.cfg.preserve_host).then(|| r.cfg.host_header.clone())
+            }
+            Target::Destination(d) => Some(d.authority.clone()),
+            Target::Local => return Err(not_routed()),
         };
         if let Some(h) = host {
             req.insert_header(HOST, h)?;
@@ -160,10 +165,10 @@ impl Pylon {
                 req.remove_header("X-Forwarded-Host");
             }
         }
-        let prefix = match (self.route_of(ctx), &ctx.dynamic) {
-            (Some(r), _) => Some(r.cfg.prefix_header.clone()),
-            (None, Some(d)) => HeaderValue::from_str(&d.prefix).ok(),
-            (None, None) => None,
+        let prefix = match &ctx.target {
+            Target::Route(i) => self.routes.get(*i).map(|r| r.cfg.prefix_header.clone()),
+            Target::Destination(d) => Some(d.prefix.clone()),
+            Target::Local => None,
         };
         match prefix {
             Some(p) if p.as_bytes() != b"/" => req.insert_header("X-Forwarded-Prefix", p)?,
@@ -175,11 +180,10 @@ impl Pylon {
     }
 }
 
-fn bad_value() -> Box<Error> {
-    Error::explain(
-        ErrorType::InternalError,
-        "upstream Host is not a header value",
-    )
+/// A request forwarded without a target, which `request_filter` never
+/// lets through.
+fn not_routed() -> Box<Error> {
+    Error::explain(ErrorType::InternalError, "request without a target")
 }
 
 /// `Some(value)` when the request repeats one Content-Length (two equal

@@ -9,7 +9,7 @@ use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 
-use super::state::{Ctx, Pylon};
+use super::state::{Ctx, Pylon, Target};
 use crate::access_log::{self, Entry};
 use crate::config::AccessLogFormat;
 use crate::connection_guard::ClockedStream;
@@ -29,7 +29,7 @@ impl Pylon {
             .unwrap_or_else(|| session.response_written().map_or(0, |r| r.status.as_u16()));
         let duration = ctx.started.elapsed();
         let bytes_sent = session.body_bytes_sent() as u64;
-        self.metrics.route(self.metrics_route(ctx)).record(
+        self.metrics_of(ctx).record(
             metrics::method_index(req.method.as_str()),
             status,
             duration,
@@ -50,10 +50,11 @@ impl Pylon {
             bytes_received: ctx.request_body_bytes,
             duration,
             request_id: ctx.request_id.to_str().unwrap_or("-"),
-            route: self
-                .route_of(ctx)
-                .map(|r| r.cfg.name.as_str())
-                .or(ctx.dynamic.as_ref().map(|_| metrics::HOSTPORT)),
+            route: match &ctx.target {
+                Target::Route(_) => self.route_of(ctx).map(|r| r.cfg.name.as_str()),
+                Target::Destination(_) => Some(metrics::HOSTPORT),
+                Target::Local => None,
+            },
             upstream: ctx.upstream_addr,
             referer: req.headers.get("referer").map(|v| v.as_bytes()),
             user_agent: req.headers.get("user-agent").map(|v| v.as_bytes()),
@@ -81,7 +82,7 @@ impl Pylon {
             .filter(|s| !s.request_summary().starts_with("- "))
             .map(|s| s.req_header());
         let method = head.map_or("-", |h| h.method.as_str());
-        self.metrics.route(None).record(
+        self.metrics.unrouted().record(
             metrics::method_index(method),
             status.unwrap_or(0),
             Duration::ZERO,

@@ -120,7 +120,7 @@ impl Pylon {
             )
         ) {
             // Connect timeouts were counted in fail_to_connect.
-            self.metrics.route(self.metrics_route(ctx)).timeouts.inc();
+            self.metrics_of(ctx).timeouts.inc();
         }
         if code >= 500 {
             warn!(

@@ -11,12 +11,12 @@ use pingora::proxy::Session;
 use pingora::ErrorType;
 
 use super::reply::{Reply, X_REQUEST_ID};
-use super::state::{peer_ip, ActiveRoute, Ctx, Pylon};
+use super::state::{peer_ip, Ctx, Pylon, Route, Target};
 use crate::authority;
 use crate::config::Limits;
 use crate::connection_guard::ClockedStream;
 use crate::headers;
-use crate::path::{self, Target};
+use crate::path::{self, Target as Normalised};
 use crate::routing;
 use crate::transfer_coding;
 
@@ -82,9 +82,8 @@ impl Pylon {
         if self.destination(&target, ctx).await? {
             return Ok(());
         }
-        let (i, rest) = self.route(&target)?;
-        ctx.route = Some(i);
-        let route = &self.routes[i];
+        let (route, rest) = self.route(&target)?;
+        ctx.target = Target::Route(route.index);
         access(route, ctx)?;
         add_slash(route, rest, target.query)?;
         body_limit(route, req)?;
@@ -96,7 +95,7 @@ impl Pylon {
     /// `/healthz` is answered here, before the host check, so that probes
     /// may use any address: 200 while ready, 503 once leaving, so a balancer
     /// moves traffic away before this instance closes anything.
-    fn healthz(&self, target: &Target) -> Result<(), Reply> {
+    fn healthz(&self, target: &Normalised) -> Result<(), Reply> {
         if target.path != "/healthz" {
             return Ok(());
         }
@@ -119,7 +118,12 @@ impl Pylon {
     /// same target on the public HTTPS port (400 when its host cannot be
     /// written into one). 307 keeps the method and body (the original's 301
     /// turned POSTs into GETs).
-    fn https_redirect(&self, tls: bool, host: Option<&[u8]>, target: &Target) -> Result<(), Reply> {
+    fn https_redirect(
+        &self,
+        tls: bool,
+        host: Option<&[u8]>,
+        target: &Normalised,
+    ) -> Result<(), Reply> {
         let Some(https) = self.tls.as_ref().filter(|t| t.redirect_http && !tls) else {
             return Ok(());
         };
@@ -133,11 +137,11 @@ impl Pylon {
 
     /// The route whose prefix is the longest match of the path, and the rest
     /// of the path after that prefix; 404 when none matches.
-    fn route<'t>(&self, target: &'t Target) -> Result<(usize, &'t str), Reply> {
-        match self.router.find(&target.path) {
-            Some(m) => Ok((m.route, &target.path[m.rest_start..])),
-            None => Err(Reply::text(404, "No route for this path.\n")),
-        }
+    fn route<'t>(&self, target: &'t Normalised) -> Result<(&Route, &'t str), Reply> {
+        self.router
+            .find(&target.path)
+            .and_then(|m| Some((self.routes.get(m.route)?, target.path.get(m.rest_start..)?)))
+            .ok_or_else(|| Reply::text(404, "No route for this path.\n"))
     }
 
     /// request_body_filter: stops the body clock at the end of the body and
@@ -222,7 +226,7 @@ fn request_authority(
 
 /// The normalised path and the query (`path.rs`); 400 when the target
 /// cannot be normalised.
-fn normalised(req: &RequestHeader) -> Result<Target<'_>, Reply> {
+fn normalised(req: &RequestHeader) -> Result<Normalised<'_>, Reply> {
     path::normalise(req.raw_path()).map_err(|e| {
         debug!("400 for {:?}: {e}", String::from_utf8_lossy(req.raw_path()));
         Reply::text(400, format!("Bad request: {e}.\n"))
@@ -231,7 +235,7 @@ fn normalised(req: &RequestHeader) -> Result<Target<'_>, Reply> {
 
 /// The route's access rules for the client address: 403 when denied or
 /// not allowed, 429 (with `Retry-After`) over the route's rate limit.
-fn access(route: &ActiveRoute, ctx: &Ctx) -> Result<(), Reply> {
+fn access(route: &Route, ctx: &Ctx) -> Result<(), Reply> {
     let Some(ip) = ctx.client_ip else {
         return Ok(());
     };
@@ -250,7 +254,7 @@ fn access(route: &ActiveRoute, ctx: &Ctx) -> Result<(), Reply> {
 /// With `add_slash`, the bare prefix (`/grafana`) gets a 301 to
 /// `prefix/`. Relative, so the redirect never depends on a client-chosen
 /// Host; the slash goes before the query (the original put it after).
-fn add_slash(route: &ActiveRoute, rest: &str, query: Option<&[u8]>) -> Result<(), Reply> {
+fn add_slash(route: &Route, rest: &str, query: Option<&[u8]>) -> Result<(), Reply> {
     if !rest.is_empty() || !route.cfg.add_slash {
         return Ok(());
     }
@@ -264,7 +268,7 @@ fn add_slash(route: &ActiveRoute, rest: &str, query: Option<&[u8]>) -> Result<()
 
 /// 413 when the declared `Content-Length` exceeds the route's
 /// `max_body_size` (a body without one is counted in `body_size`).
-fn body_limit(route: &ActiveRoute, req: &RequestHeader) -> Result<(), Reply> {
+fn body_limit(route: &Route, req: &RequestHeader) -> Result<(), Reply> {
     let Some(limit) = route.cfg.max_body_size else {
         return Ok(());
     };

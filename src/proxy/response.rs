@@ -6,7 +6,7 @@ use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-use super::state::{is_tls, ActiveRoute, Ctx, Pylon};
+use super::state::{is_tls, Ctx, Pylon, Route};
 use crate::authority;
 use crate::headers;
 use crate::redirect::{self, PublicOrigin};
@@ -33,7 +33,7 @@ impl Pylon {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let Some((i, route)) = ctx.route.and_then(|i| Some((i, self.routes.get(i)?))) else {
+        let Some(route) = self.route_of(ctx) else {
             return Ok(());
         };
         let has_redirect = resp.headers.contains_key(LOCATION)
@@ -46,19 +46,20 @@ impl Pylon {
         let scheme = if is_tls(session) { "https" } else { "http" };
         let host = authority::public(ctx.authority.as_ref().map(HeaderValue::as_bytes));
         let public = PublicOrigin::new(scheme, host);
-        if self.datanode_redirect(resp, route, i, &public)? {
+        if self.datanode_redirect(resp, route, &public)? {
             ctx.drop_body = true;
-            self.metrics.route(self.metrics_route(ctx)).rewrites.inc();
+            route.metrics.rewrites.inc();
             return Ok(());
         }
-        let mut rewritten =
-            route.cfg.proxy_redirect && has_redirect && self.public_redirects(resp, i, &public)?;
+        let mut rewritten = route.cfg.proxy_redirect
+            && has_redirect
+            && self.public_redirects(resp, route, &public)?;
         if route.cfg.rewrite.is_some() {
             let vars = Vars::new(scheme, host.unwrap_or_default(), &route.cfg.prefix);
             rewritten |= body_rewriter(session, resp, &mut ctx.rewriter, route, vars)?;
         }
         if rewritten {
-            self.metrics.route(self.metrics_route(ctx)).rewrites.inc();
+            route.metrics.rewrites.inc();
         }
         Ok(())
     }
@@ -69,8 +70,7 @@ impl Pylon {
     fn datanode_redirect(
         &self,
         resp: &mut ResponseHeader,
-        route: &ActiveRoute,
-        i: usize,
+        route: &Route,
         public: &PublicOrigin,
     ) -> Result<bool> {
         if !route.cfg.webhdfs_redirect || resp.status.as_u16() != 307 || self.hostport.is_none() {
@@ -80,7 +80,7 @@ impl Pylon {
             .headers
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
-            .filter(|loc| self.redirects.location(loc, public, i).is_none())
+            .filter(|loc| self.redirects.location(loc, public, route.index).is_none())
             .and_then(redirect::datanode_redirect);
         let Some(path) = to_datanode else {
             return Ok(false);
@@ -92,12 +92,12 @@ impl Pylon {
     }
 
     /// `Location`, `Content-Location` and `Refresh` that point at an
-    /// upstream of route `i` (or another route's) rewritten to the public
+    /// upstream of the route (or another route's) rewritten to the public
     /// origin; `Ok(true)` when any was.
     fn public_redirects(
         &self,
         resp: &mut ResponseHeader,
-        i: usize,
+        route: &Route,
         public: &PublicOrigin,
     ) -> Result<bool> {
         let mut rewritten = false;
@@ -106,7 +106,7 @@ impl Pylon {
                 .headers
                 .get(&name)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| self.redirects.location(v, public, i));
+                .and_then(|v| self.redirects.location(v, public, route.index));
             if let Some(v) = new {
                 resp.insert_header(name, v)?;
                 rewritten = true;
@@ -116,7 +116,7 @@ impl Pylon {
             .headers
             .get("refresh")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| self.redirects.refresh(v, public, i));
+            .and_then(|v| self.redirects.refresh(v, public, route.index));
         if let Some(v) = refresh {
             resp.insert_header("refresh", v)?;
             rewritten = true;
@@ -146,7 +146,7 @@ fn body_rewriter(
     session: &mut Session,
     resp: &mut ResponseHeader,
     rewriter: &mut Option<Streamer>,
-    route: &ActiveRoute,
+    route: &Route,
     vars: Option<Vars>,
 ) -> Result<bool> {
     let Some(rules) = &route.cfg.rewrite else {
@@ -183,7 +183,7 @@ fn body_rewriter(
 
 /// The response's ETag with the route's suffix, which marks it as the
 /// validator of a rewritten body.
-fn suffix_etag(resp: &mut ResponseHeader, route: &ActiveRoute) -> Result<()> {
+fn suffix_etag(resp: &mut ResponseHeader, route: &Route) -> Result<()> {
     let etag = resp
         .headers
         .get(http::header::ETAG)

@@ -11,23 +11,39 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 use pingora_limits::rate::Rate;
 
-use crate::config::{AccessLogFormat, Config, HostPort, Limits, Route, Tls};
+use crate::config::{self, AccessLogFormat, Config, HostPort, Limits, Tls};
 use crate::lifecycle::{InFlight, Lifecycle};
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics, RouteMetrics};
 use crate::redirect::Redirects;
 use crate::rewrite::Streamer;
 use crate::routing::Router;
 use crate::upstream::{self, Upstream};
 
-pub(super) struct ActiveRoute {
-    pub(super) cfg: Route,
+/// A configured route, built once at start-up with everything a request
+/// on it uses: its configuration (with its `Host` and prefix header values
+/// built), upstream, rate counter and metrics series.
+pub(super) struct Route {
+    pub(super) cfg: config::Route,
+    /// Its number in the router's and the redirect table's order.
+    pub(super) index: usize,
     pub(super) upstream: Arc<Upstream>,
     /// Requests per client address in the current second, when limited.
     pub(super) rate: Option<Rate>,
+    pub(super) metrics: RouteMetrics,
+}
+
+/// The host:port destinations (`hostport` section): the policy they are
+/// checked against, the peer settings they are reached with and their
+/// metrics series.
+pub(super) struct Destinations {
+    pub(super) policy: HostPort,
+    /// Timeouts of `/a/` destinations: those of an unconfigured route.
+    pub(super) template: HttpPeer,
+    pub(super) metrics: RouteMetrics,
 }
 
 pub struct Pylon {
-    pub(super) routes: Vec<ActiveRoute>,
+    pub(super) routes: Vec<Route>,
     pub(super) router: Router,
     pub(super) trusted: Vec<IpNet>,
     pub(super) keepalive_secs: u64,
@@ -37,46 +53,62 @@ pub struct Pylon {
     pub(super) limits: Limits,
     pub(super) server_names: Vec<String>,
     pub(super) redirects: Redirects,
-    pub(super) hostport: Option<HostPort>,
+    pub(super) hostport: Option<Destinations>,
     /// Pylon's own listening addresses, never a `/a/` destination.
     pub(super) own_addrs: Vec<SocketAddr>,
-    /// Timeouts of `/a/` destinations: those of an unconfigured route.
-    pub(super) hostport_template: HttpPeer,
     pub(super) lifecycle: Arc<Lifecycle>,
     /// `Strict-Transport-Security` for HTTPS responses, when configured.
     pub(super) hsts: Option<HeaderValue>,
 }
 
 impl Pylon {
+    /// `upstreams` are the routes' upstreams, in the order of `cfg.routes`;
+    /// `metrics` has a series for each route and for [`metrics::HOSTPORT`]
+    /// when destinations are configured.
     pub fn new(
         cfg: &Config,
         upstreams: &[Arc<Upstream>],
         metrics: Arc<Metrics>,
         lifecycle: Arc<Lifecycle>,
     ) -> Self {
-        let routes: Vec<ActiveRoute> = cfg
+        let series = |name: &str| {
+            metrics
+                .series(name)
+                .unwrap_or_else(|| metrics.unrouted().clone())
+        };
+        let routes: Vec<Route> = cfg
             .routes
             .iter()
             .zip(upstreams)
-            .map(|(r, u)| ActiveRoute {
+            .enumerate()
+            .map(|(index, (r, u))| Route {
                 cfg: r.clone(),
+                index,
                 upstream: u.clone(),
                 rate: r.rate_limit.map(|_| Rate::new(Duration::from_secs(1))),
+                metrics: series(&r.name),
             })
             .collect();
-        let router = Router::new(routes.iter().map(|r| r.cfg.prefix.as_str()));
+        let hostport = cfg.hostport.as_ref().map(|h| Destinations {
+            policy: h.clone(),
+            template: upstream::destination_template(&h.timeouts),
+            metrics: series(metrics::HOSTPORT),
+        });
         Pylon {
+            router: Router::new(routes.iter().map(|r| r.cfg.prefix.as_str())),
+            redirects: Redirects::new(
+                routes
+                    .iter()
+                    .map(|r| (r.cfg.prefix.as_str(), &r.cfg.upstream)),
+            ),
             routes,
-            router,
             trusted: cfg.trusted_proxies.clone(),
             keepalive_secs: cfg.keepalive_timeout.as_secs(),
             access_log: cfg.access_log,
-            metrics,
             tls: cfg.tls.clone(),
             limits: cfg.limits,
             server_names: cfg.server_names.clone(),
-            redirects: Redirects::new(cfg.routes.iter().map(|r| (r.prefix.as_str(), &r.upstream))),
-            hostport: cfg.hostport.clone(),
+            hostport,
             own_addrs: cfg
                 .listen
                 .iter()
@@ -91,43 +123,54 @@ impl Pylon {
                 .as_ref()
                 .filter(|t| t.hsts_seconds > 0)
                 .and_then(|t| HeaderValue::from_str(&format!("max-age={}", t.hsts_seconds)).ok()),
-            hostport_template: upstream::destination_template(
-                &cfg.hostport
-                    .as_ref()
-                    .map(|h| h.timeouts)
-                    .unwrap_or_default(),
-            ),
+            metrics,
         }
     }
 
-    /// The metrics slot of the request: its route, the `/a/` destinations'
-    /// own slot just after the routes (see [`crate::metrics::HOSTPORT`]),
-    /// or none.
-    pub(super) fn metrics_route(&self, ctx: &Ctx) -> Option<usize> {
-        ctx.route
-            .or_else(|| ctx.dynamic.as_ref().map(|_| self.routes.len()))
+    /// The configured route the request goes to, if any.
+    pub(super) fn route_of(&self, ctx: &Ctx) -> Option<&Route> {
+        match ctx.target {
+            Target::Route(i) => self.routes.get(i),
+            _ => None,
+        }
     }
 
-    /// The configured route the request was routed to, if any.
-    pub(super) fn route_of(&self, ctx: &Ctx) -> Option<&ActiveRoute> {
-        ctx.route.and_then(|i| self.routes.get(i))
+    /// The metrics series the request is counted in: its route's, the
+    /// destinations', or that of requests answered before routing.
+    pub(super) fn metrics_of(&self, ctx: &Ctx) -> &RouteMetrics {
+        let series = match &ctx.target {
+            Target::Route(i) => self.routes.get(*i).map(|r| &r.metrics),
+            Target::Destination(_) => self.hostport.as_ref().map(|h| &h.metrics),
+            Target::Local => None,
+        };
+        series.unwrap_or_else(|| self.metrics.unrouted())
     }
 }
 
+/// What a request goes to, once `request_filter` has chosen.
+pub(super) enum Target {
+    /// Nothing upstream: Pylon answers itself (or has not routed yet).
+    Local,
+    /// A configured route: its place in [`Pylon::routes`].
+    Route(usize),
+    /// A `/a/<host>:<port>/…` destination, checked and resolved.
+    Destination(Destination),
+}
+
 /// A `/a/<host>:<port>/…` destination, checked and resolved.
-pub(super) struct Dynamic {
+pub(super) struct Destination {
     pub(super) addr: SocketAddr,
     /// `host:port` as the client wrote it: the upstream's `Host`.
-    pub(super) authority: String,
+    pub(super) authority: HeaderValue,
     /// `/a/host:port`, sent as `X-Forwarded-Prefix`.
-    pub(super) prefix: String,
+    pub(super) prefix: HeaderValue,
 }
 
 pub struct Ctx {
     pub(super) request_id: HeaderValue,
     /// The host the client addressed (`:authority` or `Host`), as sent.
     pub(super) authority: Option<HeaderValue>,
-    pub(super) dynamic: Option<Dynamic>,
+    pub(super) target: Target,
     /// Rewrites this response's body, when its route has rules and its type
     /// matches.
     pub(super) rewriter: Option<Streamer>,
@@ -135,7 +178,6 @@ pub struct Ctx {
     pub(super) drop_body: bool,
     _in_flight: InFlight,
     pub(super) started: Instant,
-    pub(super) route: Option<usize>,
     /// Path and query as the upstream will receive them.
     pub(super) upstream_target: Vec<u8>,
     pub(super) client_ip: Option<IpAddr>,
@@ -155,12 +197,11 @@ impl Ctx {
         Ctx {
             request_id: HeaderValue::from_static(""),
             authority: None,
-            dynamic: None,
+            target: Target::Local,
             rewriter: None,
             drop_body: false,
             _in_flight: lifecycle.enter(),
             started: Instant::now(),
-            route: None,
             upstream_target: Vec::new(),
             client_ip: None,
             peer_trusted: false,
