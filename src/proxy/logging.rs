@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use http::header::HeaderValue;
 use log::debug;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
@@ -49,6 +50,7 @@ impl Pylon {
             bytes_sent,
             bytes_received: ctx.request_body_bytes,
             duration,
+            host: ctx.authority.as_ref().map(HeaderValue::as_bytes),
             request_id: ctx.request_id.to_str().unwrap_or("-"),
             route: match &ctx.target {
                 Target::Route(_) => self.route_of(ctx).map(|r| r.cfg.name.as_str()),
@@ -117,6 +119,7 @@ impl Pylon {
                 bytes_received: 0,
                 duration: Duration::ZERO,
                 request_id: "",
+                host: None,
                 route: None,
                 upstream: None,
                 referer: head
