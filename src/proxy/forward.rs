@@ -17,17 +17,13 @@ impl Pylon {
     /// or a healthy endpoint of the route other than one that just failed
     /// to connect. Fails (502) when the route has no resolved endpoint.
     pub(super) fn peer(&self, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let route = match (&ctx.target, &self.hostport) {
-            (Target::Route(i), _) => self.routes.get(*i),
-            (Target::Destination(d), Some(destinations)) => {
-                let mut peer = Box::new(destinations.template.clone());
-                peer._address = pingora::protocols::l4::socket::SocketAddr::Inet(d.addr);
-                ctx.upstream_addr = Some(d.addr);
-                return Ok(peer);
-            }
-            _ => None,
-        };
-        let route = route.ok_or_else(not_routed)?;
+        if let (Target::Destination(d), Some(destinations)) = (&ctx.target, &self.hostport) {
+            let mut peer = Box::new(destinations.template.clone());
+            peer._address = pingora::protocols::l4::socket::SocketAddr::Inet(d.addr);
+            ctx.upstream_addr = Some(d.addr);
+            return Ok(peer);
+        }
+        let route = self.route_of(ctx).ok_or_else(not_routed)?;
         let peer = route
             .upstream
             .peer(ctx.failed_addr.as_ref())
