@@ -70,6 +70,86 @@ fn assert_refused(o: &Outcome, needles: &[&str]) {
 }
 
 #[test]
+fn help_is_pylons_own() {
+    let o = run(&["--help"], &[]);
+    assert_eq!(o.code, Some(0), "stderr: {}", o.stderr);
+    assert_eq!(run(&["-h"], &[]).stdout, o.stdout);
+    for needle in [
+        "reverse proxy",
+        "Usage: pylon",
+        "-c, --conf FILE",
+        "default /etc/pylon/pylon.yaml",
+        "-t, --test",
+        "-T, --test-print",
+        "-d, --daemon",
+        "-u, --upgrade",
+        "-V, --version",
+        "SIGTERM",
+        "SIGINT",
+        "SIGQUIT",
+        "GRAFANA_URI",
+        "README.md",
+    ] {
+        assert!(
+            o.stdout.contains(needle),
+            "{needle:?} not in:\n{}",
+            o.stdout
+        );
+    }
+    assert!(!o.stdout.contains("pingora-based"), "{}", o.stdout);
+    let bad = run(&["--no-such-flag"], &[]);
+    assert_eq!(bad.code, Some(2));
+    assert!(bad.stderr.contains("--no-such-flag"), "{}", bad.stderr);
+}
+
+#[test]
+fn version_names_release_commit_compiler_and_pingora() {
+    let o = run(&["-V"], &[]);
+    assert_eq!(o.code, Some(0), "stderr: {}", o.stderr);
+    assert_eq!(run(&["--version"], &[]).stdout, o.stdout);
+    let first = o.stdout.lines().next().unwrap_or_default();
+    let want = format!("pylon {} (commit ", env!("CARGO_PKG_VERSION"));
+    assert!(first.starts_with(&want), "{first}");
+    let commit = first[want.len()..].trim_end_matches(')');
+    let head = std::process::Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short=12",
+            "HEAD",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match head {
+        // The binary under test is built from this checkout's HEAD.
+        Some(head) => assert_eq!(commit, head),
+        None => assert_eq!(commit, "unknown"),
+    }
+    let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"))
+        .expect("Cargo.lock");
+    let pingora = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"pingora\"\n"))
+        .and_then(|p| p.split("version = \"").nth(1))
+        .and_then(|v| v.split('"').next())
+        .expect("pingora in Cargo.lock");
+    for needle in [
+        "rustc 1.".to_string(),
+        format!("Pingora {pingora} + "),
+        "features: proxy, lb, rustls".to_string(),
+    ] {
+        assert!(
+            o.stdout.contains(&needle),
+            "{needle:?} not in:\n{}",
+            o.stdout
+        );
+    }
+}
+
+#[test]
 fn the_shipped_configuration_is_valid() {
     let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/pylon.yaml");
     let o = run(&["-t", "-c", conf.to_str().unwrap()], &[]);
