@@ -41,8 +41,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if cli.test || cli.test_print {
+    if cli.test {
         app::print_check(&loaded, &path);
+        return ExitCode::SUCCESS;
+    }
+    if cli.test_print {
+        app::print_effective(&loaded, &path);
         return ExitCode::SUCCESS;
     }
     let ready = match cli.upgrade {
