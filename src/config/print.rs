@@ -52,10 +52,18 @@ pub fn effective_yaml(server: &ServerConf, c: &Config) -> String {
     for r in &c.routes {
         route(p, r);
     }
-    if !c.inactive.is_empty() {
+    // Only the standard ones: a route of the file's own that is off does not
+    // run, so it is not printed, and reading the printout cannot know it.
+    let inactive: Vec<&str> = c
+        .inactive
+        .iter()
+        .map(String::as_str)
+        .filter(|n| STANDARD_ROUTES.iter().any(|s| s.name == *n))
+        .collect();
+    if !inactive.is_empty() {
         p.comment(
             2,
-            &format!("inactive (no upstream set): {}", c.inactive.join(", ")),
+            &format!("inactive (no upstream set): {}", inactive.join(", ")),
         );
     }
     p.0.clone()
@@ -110,7 +118,15 @@ fn route(p: &mut Out, r: &Route) {
     };
     match r.upstream_source.as_str() {
         "file" => p.line(3, "upstream", &upstream),
-        var => p.line(3, "upstream", &format!("{upstream}  # from {var}")),
+        var => {
+            p.line(3, "upstream", &format!("{upstream}  # from {var}"));
+            // A variable of the route's own (not the standard one) must be
+            // named again, or reading the printout would not consult it.
+            let standard = STANDARD_ROUTES.iter().find(|s| s.name == r.name);
+            if standard.is_none_or(|s| s.env != var) {
+                p.line(3, "upstream_env", &quote(var));
+            }
+        }
     }
     match &r.health_check {
         None => p.line(3, "health_check", "{enabled: false}"),
@@ -271,16 +287,37 @@ mod tests {
     #[test]
     fn the_printout_reads_back_to_the_same_model_and_text() {
         let text = include_str!("../../conf/pylon.yaml");
-        let env: BTreeMap<String, String> = [(
+        let mut env: BTreeMap<String, String> = [(
             "GRAFANA_URI".to_string(),
             "http://10.0.3.9:3000, http://10.0.3.10:3000".to_string(),
         )]
         .into_iter()
         .collect();
-        let (server, first) = load(text, &env).expect("shipped file");
+        let text = text.replace(
+            "  routes:\n",
+            "  routes:\n    mine:\n      prefix: /mine\n      upstream_env: MINE_URI\n    \
+             off:\n      prefix: /off\n      upstream: http://a:1\n      enabled: false\n",
+        );
+        let text = text.replacen(
+            "upstream: https://127.0.0.1:6443\n",
+            "upstream: https://127.0.0.1:6443\n      enabled: false\n",
+            1,
+        );
+        env.insert("MINE_URI".to_string(), "http://10.0.3.9:1".to_string());
+        let (server, first) = load(&text, &env).expect("shipped file");
         let printed = effective_yaml(&server, &first);
         assert!(printed.contains("# from GRAFANA_URI"), "{printed}");
+        assert!(printed.contains("upstream_env: \"MINE_URI\""), "{printed}");
+        assert!(
+            !printed.contains("upstream_env: \"GRAFANA_URI\""),
+            "{printed}"
+        );
         let (server2, second) = load(&printed, &env).expect("printout accepted");
+        // A route of the file's own that is off is not printed.
+        assert_eq!(first.inactive, ["kubernetes", "off"]);
+        assert_eq!(second.inactive, ["kubernetes"]);
+        let mut first = first;
+        first.inactive.retain(|n| n != "off");
         assert_eq!(second, first);
         assert_eq!(server2, server);
         assert_eq!(effective_yaml(&server2, &second), printed);
