@@ -44,9 +44,7 @@ pub struct Loaded {
 /// Reads and checks the file at `path`; the error names key and value.
 pub fn load(path: &str) -> Result<Loaded, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let pylon = config::from_yaml(&text, &ProcessEnv).map_err(|e| format!("{path}: {e}"))?;
-    let mut server =
-        ServerConf::from_yaml(&text).map_err(|e| format!("{path}: server settings: {e}"))?;
+    let (mut server, pylon) = config::load(&text, &ProcessEnv).map_err(|e| e.in_file(path))?;
     if server.grace_period_seconds.is_none() {
         server.grace_period_seconds = Some(DEFAULT_GRACE_PERIOD_SECONDS);
     }
@@ -154,6 +152,17 @@ pub fn print_check(loaded: &Loaded, path: &str) {
         "{}pylon: configuration {path} is valid",
         describe(loaded)
     );
+}
+
+/// Prints `pylon -T`'s report: the effective configuration on stdout, so
+/// it can be saved and fed back to `pylon -t`, and the verdict on stderr.
+pub fn print_effective(loaded: &Loaded, path: &str) {
+    let _ = write!(
+        std::io::stdout().lock(),
+        "{}",
+        config::effective_yaml(&loaded.server, &loaded.pylon)
+    );
+    eprintln!("pylon: configuration {path} is valid");
 }
 
 /// Resolves every upstream once before serving, so the first requests do

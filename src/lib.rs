@@ -7,6 +7,7 @@ pub(crate) mod admin;
 pub mod allocator;
 pub mod app;
 pub(crate) mod authority;
+pub mod cli;
 pub mod client_deadlines;
 pub(crate) mod config;
 pub(crate) mod connection_guard;

@@ -4,17 +4,25 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use log::info;
-use pingora::prelude::Opt;
 use pingora::server::RunArgs;
 use pylon::app;
+use pylon::cli::{self, Cli};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const DEFAULT_CONFIG: &str = "/etc/pylon/pylon.yaml";
-
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.help {
+        print!("{}", cli::HELP);
+        return ExitCode::SUCCESS;
+    }
+    if cli.version {
+        print!("{}", cli::version());
+        return ExitCode::SUCCESS;
+    }
     // Pingora's load balancer logs every health change with a full peer
     // dump; Pylon logs one line per change itself (upstream.rs).
     let logger = env_logger::Builder::from_env(
@@ -24,11 +32,7 @@ fn main() -> ExitCode {
     log::set_max_level(logger.filter());
     // Abandoned client handshakes go to debug (log_demote.rs).
     let _ = log::set_boxed_logger(Box::new(pylon::log_demote::Demote(logger)));
-    let mut opt = Opt::parse_args();
-    let path = opt
-        .conf
-        .take()
-        .unwrap_or_else(|| DEFAULT_CONFIG.to_string());
+    let path = cli.conf.clone();
 
     let loaded = match app::load(&path) {
         Ok(l) => l,
@@ -37,11 +41,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if opt.test {
+    if cli.test {
         app::print_check(&loaded, &path);
         return ExitCode::SUCCESS;
     }
-    let ready = match opt.upgrade {
+    if cli.test_print {
+        app::print_effective(&loaded, &path);
+        return ExitCode::SUCCESS;
+    }
+    let ready = match cli.upgrade {
         true => Ok(()),
         false => app::check_listeners_free(&loaded),
     };
@@ -53,7 +61,7 @@ fn main() -> ExitCode {
         info!("{line}");
     }
     pylon::allocator::enable();
-    let (server, lifecycle) = match app::build(loaded, opt) {
+    let (server, lifecycle) = match app::build(loaded, cli.pingora_opt()) {
         Ok(built) => built,
         Err(e) => {
             eprintln!("pylon: {e}");

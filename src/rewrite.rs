@@ -936,6 +936,11 @@ impl ContentTypes {
         }
     }
 
+    /// The list as written, for `pylon -T`.
+    pub fn written(&self) -> &[String] {
+        &self.written
+    }
+
     /// Whether a response with this `Content-Type` is rewritten.
     pub fn matches(&self, content_type: Option<&[u8]>) -> bool {
         let Some(ct) = content_type else {

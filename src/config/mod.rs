@@ -1,10 +1,12 @@
 //! The `pylon:` section of the configuration file: schema, environment
 //! overlay and validation into a checked [`Config`].
 //!
-//! Every error names the key (or environment variable), the value and the
-//! reason, so an operator can fix a refused file without reading code.
-//! Pingora's own server settings live at the top level of the same file and
-//! are parsed by Pingora; this module only reads `pylon:`.
+//! Every error names the position in the file, the full key path (or the
+//! environment variable), the value and the reason, so an operator can fix
+//! a refused file without reading code. Pingora's own server settings live
+//! at the top level of the same file: Pingora's `ServerConf` reads them,
+//! and this module refuses top-level keys that are neither Pingora's nor
+//! `pylon:`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -19,6 +21,9 @@ use crate::upstream_uri::UpstreamUri;
 
 mod check;
 mod env;
+mod locate;
+mod print;
+mod read;
 mod route;
 mod schema;
 mod standard;
@@ -28,17 +33,24 @@ pub(crate) use check::normalise_prefix;
 #[cfg(test)]
 use check::{parse_duration, parse_size};
 pub use env::{Env, ProcessEnv};
+pub use locate::Position;
+use pingora::server::configuration::ServerConf;
+pub use print::effective_yaml;
 pub use standard::{StandardRoute, STANDARD_ROUTES};
 
 use check::check;
-use schema::RawPylon;
 
 /// A configuration problem, always tied to the key or variable that caused it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The full key path (`pylon.routes.grafana.upstream[1]`), an
+    /// environment variable's name, or empty for a YAML syntax error.
     pub key: String,
     pub value: String,
     pub reason: String,
+    /// Where in the file: the value's position, or for a missing key its
+    /// nearest written ancestor's. `None` for an environment variable.
+    pub at: Option<Position>,
 }
 
 impl ConfigError {
@@ -50,14 +62,42 @@ impl ConfigError {
         ConfigError {
             key: key.into(),
             value: value.into(),
-            reason: reason.into(),
+            reason: one_line(reason.into()),
+            at: None,
         }
+    }
+
+    /// `FILE:LINE:COLUMN: KEY = "VALUE": REASON`, the line an operator
+    /// reads (editors jump to `FILE:LINE:COLUMN`).
+    pub fn in_file(&self, file: &str) -> String {
+        match self.at {
+            Some(at) => format!("{file}:{at}: {self}"),
+            None => format!("{file}: {self}"),
+        }
+    }
+}
+
+/// Every refusal is one line (log lines, `pylon-reload`'s report). The
+/// regex crate's errors are drawn over several lines with a caret under the
+/// pattern; its last line says what is wrong.
+fn one_line(reason: String) -> String {
+    if !reason.contains('\n') {
+        return reason;
+    }
+    let last = reason.lines().last().unwrap_or_default().trim();
+    match last.strip_prefix("error: ") {
+        Some(what) if reason.starts_with("regex parse error") => {
+            format!("not a valid regular expression: {what}")
+        }
+        _ => reason.lines().map(str::trim).collect::<Vec<_>>().join(" "),
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.value.is_empty() {
+        if self.key.is_empty() {
+            write!(f, "{}", self.reason)
+        } else if self.value.is_empty() {
             write!(f, "{}: {}", self.key, self.reason)
         } else {
             write!(f, "{} = {:?}: {}", self.key, self.value, self.reason)
@@ -268,27 +308,22 @@ const DEFAULT_ADMIN_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9191);
 
 /// Parses the whole configuration file text and checks its `pylon:` section.
+#[cfg(test)]
 pub fn from_yaml(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
-    let doc: serde_yaml::Value = serde_yaml::from_str(text)
-        .map_err(|e| ConfigError::new("(file)", "", format!("not valid YAML: {e}")))?;
-    let section = match &doc {
-        serde_yaml::Value::Mapping(m) => m.get("pylon").cloned(),
-        serde_yaml::Value::Null => None,
-        _ => {
-            return Err(ConfigError::new(
-                "(file)",
-                "",
-                "the top level must be a mapping of settings",
-            ))
-        }
-    };
-    let raw: RawPylon = match section {
-        None | Some(serde_yaml::Value::Null) => RawPylon::default(),
-        Some(v) => {
-            serde_yaml::from_value(v).map_err(|e| ConfigError::new("pylon", "", e.to_string()))?
-        }
-    };
-    check(raw, env)
+    load(text, env).map(|(_, config)| config)
+}
+
+/// The whole file: Pingora's server settings, read by Pingora's own
+/// `ServerConf`, and `pylon:` checked. Every error carries its position.
+pub fn load(text: &str, env: &dyn Env) -> Result<(ServerConf, Config), ConfigError> {
+    read::read(text)
+        .and_then(|(server, raw)| Ok((server, check(raw.pylon.unwrap_or_default(), env)?)))
+        .map_err(|mut e| {
+            if e.at.is_none() && !e.key.is_empty() {
+                e.at = locate::locate(text, &e.key);
+            }
+            e
+        })
 }
 
 /// A short stable identifier of a configuration file's text (FNV-1a, 64
@@ -429,7 +464,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.key, "pylon.routes.x.prefix");
         let e = from_yaml("pylon:\n  bogus: 1\n", &env(&[])).unwrap_err();
-        assert!(e.reason.contains("bogus"), "{e}");
+        assert_eq!(e.key, "pylon.bogus");
+        assert!(e.reason.starts_with("unknown key"), "{e}");
         let e = from_yaml(
             "pylon:\n  routes:\n    x:\n      prefix: /grafana\n      upstream: http://a:1\n    grafana:\n      upstream: http://b:1\n",
             &env(&[]),

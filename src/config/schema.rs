@@ -2,12 +2,52 @@
 //! unknown keys refused. `check` turns it into the model.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use crate::rewrite::RuleSpec;
 
 // ---------------------------------------------------------------- raw schema
+
+/// The whole file: `pylon:`, and Pingora's server settings, whose values
+/// Pingora's own `ServerConf` reads. A top-level key that is neither is
+/// refused like an unknown key anywhere else.
+#[derive(Debug, Default)]
+pub(super) struct RawFile {
+    pub(super) pylon: Option<RawPylon>,
+}
+
+impl<'de> Deserialize<'de> for RawFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct File;
+        impl<'de> Visitor<'de> for File {
+            type Value = RawFile;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of settings")
+            }
+            // An empty file.
+            fn visit_unit<E: de::Error>(self) -> Result<RawFile, E> {
+                Ok(RawFile::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<RawFile, E> {
+                Ok(RawFile::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawFile, A::Error> {
+                let mut file = RawFile::default();
+                while let Some(is_pylon) = map.next_key_seed(TopKey)? {
+                    match is_pylon {
+                        true => file.pylon = map.next_value()?,
+                        false => drop(map.next_value::<IgnoredAny>()?),
+                    }
+                }
+                Ok(file)
+            }
+        }
+        d.deserialize_any(File)
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,14 +128,63 @@ pub(super) struct RawLimits {
     pub(super) max_connections: Option<u64>,
 }
 
+/// A top-level key: `pylon` (true) or one of Pingora's (false). Refused
+/// while the key itself is read, so the error carries the key's position.
+struct TopKey;
+
+impl<'de> de::DeserializeSeed<'de> for TopKey {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for TopKey {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a setting's name")
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
+        let known = super::read::server_keys();
+        match key {
+            "pylon" => Ok(true),
+            k if known.contains(&k) => Ok(false),
+            k => Err(E::unknown_field(k, known)),
+        }
+    }
+}
+
 /// One upstream URI, or several endpoints of the same service.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub(super) enum UpstreamSpec {
     One(String),
     Many(Vec<String>),
 }
 
+// Written out rather than `#[serde(untagged)]`, whose only error is "data
+// did not match any variant", without the value's type or position.
+impl<'de> Deserialize<'de> for UpstreamSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Spec;
+        impl<'de> Visitor<'de> for Spec {
+            type Value = UpstreamSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an http:// or https:// URI, or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<UpstreamSpec, E> {
+                Ok(UpstreamSpec::One(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<UpstreamSpec, A::Error> {
+                let mut list = Vec::new();
+                while let Some(uri) = seq.next_element::<String>()? {
+                    list.push(uri);
+                }
+                Ok(UpstreamSpec::Many(list))
+            }
+        }
+        d.deserialize_any(Spec)
+    }
+}
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHealthCheck {
@@ -106,11 +195,29 @@ pub(super) struct RawHealthCheck {
 }
 
 /// A YAML scalar that may be written as a number or a string (`30`, `"30s"`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub(super) enum Scalar {
     Int(u64),
     Str(String),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Num;
+        impl Visitor<'_> for Num {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a text such as 30s or 512k")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_string()))
+            }
+        }
+        d.deserialize_any(Num)
+    }
 }
 
 impl Scalar {
