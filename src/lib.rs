@@ -17,6 +17,7 @@ pub mod fuzzing;
 pub(crate) mod headers;
 pub(crate) mod hostport;
 pub mod lifecycle;
+pub(crate) mod link_signing;
 pub mod log_demote;
 pub(crate) mod metrics;
 pub(crate) mod path;

@@ -21,6 +21,7 @@ mod check;
 mod env;
 mod route;
 mod schema;
+mod signing;
 mod standard;
 
 #[cfg(any(test, fuzzing))]
@@ -28,6 +29,7 @@ pub(crate) use check::normalise_prefix;
 #[cfg(test)]
 use check::{parse_duration, parse_size};
 pub use env::{Env, ProcessEnv};
+pub use signing::Signing;
 pub use standard::{StandardRoute, STANDARD_ROUTES};
 
 use check::check;
@@ -218,6 +220,9 @@ pub struct HostPort {
     pub allow_loopback: bool,
     /// Those of a route that sets none.
     pub timeouts: Timeouts,
+    /// Signed links (`signing_key_file`); `None`: links are neither signed
+    /// nor checked.
+    pub signing: Option<Signing>,
 }
 
 /// Request-head limits, as strict as nginx's defaults.
@@ -708,6 +713,7 @@ mod tests {
                 ports: vec![5075, 50075, 9864, 8042, 8188, 19888, 8088],
                 allow_loopback: false,
                 timeouts: Timeouts::default(),
+                signing: None,
             }),
             routes,
             inactive: vec![],
