@@ -231,6 +231,7 @@ pub fn link_signing(data: &[u8]) {
         prefixes: vec![prefix.clone(), "/yarn".to_string()],
         redirect_ttl: 60,
         link_ttl: 3600,
+        require: true,
     };
     let Some((segment, _)) = crate::hostport::split(&rest) else {
         return;

@@ -53,10 +53,11 @@ use crate::connection_guard::ClockedStream;
 use crate::headers;
 use crate::hostport;
 use crate::lifecycle::{InFlight, Lifecycle};
+use crate::link_signing::{self, Signer};
 use crate::metrics::{self, Metrics};
 use crate::path;
 use crate::redirect::{self, PublicOrigin, Redirects};
-use crate::rewrite::{Streamer, Vars};
+use crate::rewrite::{Stamp, Streamer, Vars};
 use crate::routing::{self, Router};
 use crate::transfer_coding;
 use crate::upstream::{self, Upstream};
@@ -80,6 +81,8 @@ pub struct Pylon {
     server_names: Vec<String>,
     redirects: Redirects,
     hostport: Option<HostPort>,
+    /// Signs the host:port links Pylon makes and checks those it gets.
+    signer: Option<Arc<Signer>>,
     /// Pylon's own listening addresses, never a `/a/` destination.
     own_addrs: Vec<SocketAddr>,
     /// Timeouts of `/a/` destinations: those of an unconfigured route.
@@ -121,6 +124,11 @@ impl Pylon {
             server_names: cfg.server_names.clone(),
             redirects: Redirects::new(cfg.routes.iter().map(|r| (r.prefix.as_str(), &r.upstream))),
             hostport: cfg.hostport.clone(),
+            signer: cfg
+                .hostport
+                .as_ref()
+                .and_then(|h| Signer::from_config(h, unix_now()))
+                .map(Arc::new),
             own_addrs: cfg
                 .listen
                 .iter()
@@ -143,6 +151,12 @@ impl Pylon {
             ),
         }
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn bad_value() -> Box<Error> {
@@ -186,6 +200,8 @@ pub struct Ctx {
     failed_addr: Option<SocketAddr>,
     upstream_addr: Option<SocketAddr>,
     request_body_bytes: u64,
+    /// Why a host:port request got 403, for the access log.
+    refused: Option<&'static str>,
 }
 
 fn is_tls(session: &Session) -> bool {
@@ -345,6 +361,7 @@ impl ProxyHttp for Pylon {
             failed_addr: None,
             upstream_addr: None,
             request_body_bytes: 0,
+            refused: None,
         }
     }
 
@@ -461,9 +478,11 @@ impl ProxyHttp for Pylon {
                     .strip_prefix(p.as_str())
                     .filter(|r| r.starts_with('/'))?;
                 let (seg, rest) = hostport::split(after)?;
+                // The token is never part of the destination nor sent on.
+                let (seg, token) = link_signing::split_token(seg);
                 Some((
                     p.as_str(),
-                    hostport::parse(seg).map(|d| (d, seg, p.as_str(), rest)),
+                    hostport::parse(seg).map(|d| (d, seg, token, p.as_str(), rest)),
                 ))
             });
             let dest = match found {
@@ -481,8 +500,14 @@ impl ProxyHttp for Pylon {
                 }
                 _ => None,
             };
-            if let Some((dest, seg, matched, rest)) = dest {
+            if let Some((dest, seg, token, matched, rest)) = dest {
                 ctx.route = None;
+                if let Some(signer) = self.signer.as_ref().filter(|s| s.require) {
+                    if let Err(why) = signer.keys.verify(matched, seg, token, unix_now()) {
+                        debug!("403 for {matched}/{seg}: {}", why.as_str());
+                        return self.refuse_hostport(session, ctx, why.as_str()).await;
+                    }
+                }
                 // As written: brackets kept for IPv6.
                 let ((host, port), authority) = (dest, seg.to_string());
                 let addrs =
@@ -505,15 +530,7 @@ impl ProxyHttp for Pylon {
                     .find_map(|a| hostport::check(*a, policy, &self.own_addrs).err())
                 {
                     debug!("403 for /a/{authority}: {why}");
-                    return self
-                        .respond(
-                            session,
-                            ctx,
-                            403,
-                            &[],
-                            "Forbidden: destination not allowed.\n",
-                        )
-                        .await;
+                    return self.refuse_hostport(session, ctx, "not_allowed").await;
                 }
                 ctx.upstream_target = routing::upstream_target("", rest, target.query);
                 let prefix = format!("{matched}/{seg}");
@@ -979,13 +996,52 @@ impl ProxyHttp for Pylon {
             upstream: ctx.upstream_addr,
             referer: req.headers.get("referer").map(|v| v.as_bytes()),
             user_agent: req.headers.get("user-agent").map(|v| v.as_bytes()),
-            refused: None,
+            refused: ctx.refused,
         };
         access_log::write(self.access_log, &entry);
     }
 }
 
 impl Pylon {
+    /// 403 for a host:port request, counted and logged with its reason
+    /// (one of [`metrics::HOSTPORT_REFUSALS`]).
+    async fn refuse_hostport(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        reason: &'static str,
+    ) -> Result<bool> {
+        if let Some(i) = metrics::HOSTPORT_REFUSALS.iter().position(|r| *r == reason) {
+            self.metrics.hostport_refused[i].inc();
+        }
+        ctx.refused = Some(reason);
+        let body = if reason == "not_allowed" {
+            "Forbidden: destination not allowed.\n"
+        } else {
+            "Forbidden: this node link is not signed by Pylon, or has expired.\n"
+        };
+        self.respond(session, ctx, 403, &[], body).await
+    }
+
+    /// `url` with the token of the host:port link it names, when signing.
+    fn sign(&self, url: String, ttl: impl Fn(&Signer) -> u32) -> String {
+        match &self.signer {
+            Some(s) => s
+                .sign_url(&url, link_signing::expiry(unix_now(), ttl(s)))
+                .unwrap_or(url),
+            None => url,
+        }
+    }
+
+    /// A `Refresh` value whose URL is signed like a page's links.
+    fn sign_refresh(&self, value: String) -> String {
+        let Some((start, end)) = self.signer.as_ref().and(redirect::refresh_url(&value)) else {
+            return value;
+        };
+        let url = self.sign(value[start..end].to_string(), |s| s.link_ttl);
+        format!("{}{url}{}", &value[..start], &value[end..])
+    }
+
     /// The metrics slot of the request: its route, the `/a/` destinations'
     /// own slot just after the routes (see [`metrics::HOSTPORT`]), or none.
     fn metrics_route(&self, ctx: &Ctx) -> Option<usize> {
@@ -1027,6 +1083,7 @@ impl Pylon {
                 .and_then(redirect::datanode_redirect);
             if let Some(path) = to_datanode.filter(|_| self.hostport.is_some()) {
                 // pyhdfs asserts that this 307 has an empty body.
+                let path = self.sign(path, |s| s.redirect_ttl);
                 resp.insert_header(LOCATION, public.absolute(&path))?;
                 resp.remove_header(&http::header::TRANSFER_ENCODING);
                 resp.insert_header(CONTENT_LENGTH, "0")?;
@@ -1045,7 +1102,7 @@ impl Pylon {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| self.redirects.location(v, &public, i));
                 if let Some(v) = new {
-                    resp.insert_header(name, v)?;
+                    resp.insert_header(name, self.sign(v, |s| s.redirect_ttl))?;
                     rewritten = true;
                 }
             }
@@ -1055,7 +1112,8 @@ impl Pylon {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| self.redirects.refresh(v, &public, i));
             if let Some(v) = refresh {
-                resp.insert_header("refresh", v)?;
+                // A page's refresh may wait: the page links' lifetime.
+                resp.insert_header("refresh", self.sign_refresh(v))?;
                 rewritten = true;
             }
         }
@@ -1075,7 +1133,16 @@ impl Pylon {
                 req.method != http::Method::HEAD && !matches!(status, 100..=199 | 204 | 304);
             let content_type = resp.headers.get(CONTENT_TYPE).map(|v| v.as_bytes());
             let encoded = resp.headers.get(http::header::CONTENT_ENCODING).is_some();
-            let vars = Vars::new(scheme, host.unwrap_or_default(), &route.cfg.prefix);
+            let vars =
+                Vars::new(scheme, host.unwrap_or_default(), &route.cfg.prefix).map(|v| match &self
+                    .signer
+                {
+                    Some(s) => v.signing(Stamp {
+                        signer: s.clone(),
+                        expires: link_signing::expiry(unix_now(), s.link_ttl),
+                    }),
+                    None => v,
+                });
             if has_body && !encoded && route.cfg.rewrite_types.matches(content_type) {
                 if let Some(vars) = vars {
                     ctx.rewriter = Some(rules.streamer(vars));

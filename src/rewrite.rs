@@ -198,7 +198,6 @@ impl Vars {
     }
 
     /// Makes `{sign}` sign links.
-    #[allow(dead_code)] // until the request path signs links
     pub fn signing(mut self, stamp: Stamp) -> Vars {
         self.sign = Some(stamp);
         self
@@ -1341,6 +1340,7 @@ mod tests {
             prefixes: vec!["/a".into(), "/yarn".into()],
             redirect_ttl: 60,
             link_ttl: 3600,
+            require: true,
         });
         let stamp = Stamp {
             signer: signer.clone(),

@@ -610,6 +610,7 @@ mod tests {
                 "http://127.0.0.1:8088",
                 true,
                 vec![
+                    lit("8088/proxy/application", "8088/cluster/app/application"),
                     lit(
                         "<html>",
                         "<head><base href=\"{scheme}://{host}/yarn/\"></head><html>",
@@ -618,41 +619,40 @@ mod tests {
                     re("href=(['\"])/", "href=$1"),
                     re(
                         "href='http://([^/]*):8042'",
-                        "href='{scheme}://{host}/yarn/$1:8042/node'",
+                        "href='{scheme}://{host}/yarn/$1:8042{sign}/node'",
                     ),
                     re(
                         "href='http://([^/]*):8042/([^']*)'",
-                        "href='{scheme}://{host}/yarn/$1:8042/$2'",
+                        "href='{scheme}://{host}/yarn/$1:8042{sign}/$2'",
                     ),
                     re(
                         "href='http://([^/]*):8088/([^']*)'",
-                        "href='{scheme}://{host}/yarn/$1:8088/$2'",
+                        "href='{scheme}://{host}/yarn/$1:8088{sign}/$2'",
                     ),
                     re(
                         "href=\"/([^/]*):8042\"",
-                        "href=\"{scheme}://{host}/yarn/$1:8042/node\"",
+                        "href=\"{scheme}://{host}/yarn/$1:8042{sign}/node\"",
                     ),
                     re(
                         "href=\"http://([^/]*):8042\"",
-                        "href=\"{scheme}://{host}/yarn/$1:8042/node\"",
+                        "href=\"{scheme}://{host}/yarn/$1:8042{sign}/node\"",
                     ),
                     re(
                         "href=\"http://([^/]*):8042/([^\"]*)\"",
-                        "href=\"{scheme}://{host}/yarn/$1:8042/$2\"",
+                        "href=\"{scheme}://{host}/yarn/$1:8042{sign}/$2\"",
                     ),
                     re(
                         "href=\"http://([^/]*):8088\"",
-                        "href=\"{scheme}://{host}/yarn/$1:8088/cluster\"",
+                        "href=\"{scheme}://{host}/yarn/$1:8088{sign}/cluster\"",
                     ),
                     re(
                         "href=\"http://([^/]*):8088/([^\"]*)\"",
-                        "href=\"{scheme}://{host}/yarn/$1:8088/$2\"",
+                        "href=\"{scheme}://{host}/yarn/$1:8088{sign}/$2\"",
                     ),
                     re(
                         "url=http://([^/]*):8188/([^\"]*)\">",
-                        "url={scheme}://{host}/yarn/$1:8188/$2\">",
+                        "url={scheme}://{host}/yarn/$1:8188{sign}/$2\">",
                     ),
-                    lit("8088/proxy/application", "8088/cluster/app/application"),
                 ],
             ),
             route(
