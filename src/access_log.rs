@@ -19,6 +19,9 @@ pub struct Entry<'a> {
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub duration: Duration,
+    /// The authority the request named (`:authority` or `Host`, as
+    /// `authority.rs` reads it), which Pylon checked and routed on.
+    pub host: Option<&'a [u8]>,
     pub route: Option<&'a str>,
     pub upstream: Option<SocketAddr>,
     /// Empty when the request never got as far as Pylon's filters.
@@ -169,6 +172,8 @@ fn combined_into(out: &mut String, e: &Entry) {
         out.push('0');
     }
     push_u64(out, frac);
+    out.push_str(" host=");
+    push_escaped(out, e.host.unwrap_or(b"-"));
     out.push_str(" route=");
     out.push_str(e.route.unwrap_or("-"));
     out.push_str(" upstream=");
@@ -241,13 +246,18 @@ fn json_into(out: &mut String, e: &Entry) {
     push_json_str(out, e.target);
     let _ = write!(
         out,
-        ",\"protocol\":\"{}\",\"status\":{},\"bytes_sent\":{},\"bytes_received\":{},\"duration_ms\":{:.3},\"route\":",
+        ",\"protocol\":\"{}\",\"status\":{},\"bytes_sent\":{},\"bytes_received\":{},\"duration_ms\":{:.3},\"host\":",
         version(e.version),
         e.status,
         e.bytes_sent,
         e.bytes_received,
         e.duration.as_secs_f64() * 1000.0
     );
+    match e.host {
+        Some(h) => push_json_str(out, h),
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"route\":");
     match e.route {
         Some(r) => push_json_str(out, r.as_bytes()),
         None => out.push_str("null"),
@@ -309,6 +319,7 @@ mod tests {
             bytes_sent: 42,
             bytes_received: 0,
             duration: Duration::from_micros(1500),
+            host: Some(b"pylon.example.com"),
             route: Some("rest-server"),
             upstream: Some("10.0.3.9:9186".parse().unwrap()),
             request_id: "0123456789abcdef",
@@ -330,7 +341,7 @@ mod tests {
     fn combined_line() {
         assert_eq!(
             combined(&entry()),
-            "203.0.113.9 - - [25/Nov/2025:06:39:34 +0000] \"GET /rest-server/api/v1/jobs?x=\\x221\\x22 HTTP/1.1\" 200 42 \"-\" \"curl/8\" rt=0.002 route=rest-server upstream=10.0.3.9:9186 rid=0123456789abcdef\n"
+            "203.0.113.9 - - [25/Nov/2025:06:39:34 +0000] \"GET /rest-server/api/v1/jobs?x=\\x221\\x22 HTTP/1.1\" 200 42 \"-\" \"curl/8\" rt=0.002 host=pylon.example.com route=rest-server upstream=10.0.3.9:9186 rid=0123456789abcdef\n"
         );
     }
 
@@ -361,14 +372,21 @@ mod tests {
         }
         e.client = None;
         e.upstream = None;
+        e.host = None;
         assert!(combined(&e).starts_with("- - - ["));
         assert!(combined(&e).contains(" upstream=- "));
+        assert!(combined(&e).contains(" host=- route="));
+        assert!(json(&e).contains(",\"host\":null,\"route\":"));
     }
 
     #[test]
     fn json_line() {
         let line = json(&entry());
         assert!(line.starts_with("{\"time\":\"2025-11-25T06:39:34.250Z\",\"client\":\"203.0.113.9\",\"method\":\"GET\",\"path\":\"/rest-server/api/v1/jobs?x=\\\"1\\\"\""), "{line}");
+        assert!(
+            line.contains(",\"duration_ms\":1.500,\"host\":\"pylon.example.com\",\"route\":"),
+            "{line}"
+        );
         assert!(line.ends_with(",\"route\":\"rest-server\",\"upstream\":\"10.0.3.9:9186\",\"request_id\":\"0123456789abcdef\",\"referer\":null,\"user_agent\":\"curl/8\"}\n"), "{line}");
     }
 

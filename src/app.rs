@@ -212,7 +212,7 @@ pub fn build(loaded: Loaded, opt: Opt) -> Result<(Server, Arc<Lifecycle>), Strin
         .map(SocketAddr::port)
         .collect();
     // One row per route, then one for `/a/<host>:<port>` destinations
-    // (proxy::Pylon::metrics_row counts them there).
+    // (proxy::Pylon::new hands each route and the destinations their series).
     let mut names: Vec<&str> = pylon.routes.iter().map(|r| r.name.as_str()).collect();
     if pylon.hostport.is_some() {
         names.push(crate::metrics::HOSTPORT);

@@ -51,6 +51,9 @@ pub fn refusal_index(error: Option<&pingora::ErrorType>, status: Option<u16>) ->
     }
 }
 
+/// One route's series. A clone holds handles to the same counters: each
+/// route keeps its own, so recording needs no look-up.
+#[derive(Clone)]
 pub struct RouteMetrics {
     requests: Vec<IntCounter>, // METHODS × CLASSES
     duration: Histogram,
@@ -95,8 +98,10 @@ impl RouteMetrics {
 
 pub struct Metrics {
     registry: Registry,
-    /// Index = route number in the proxy's table; the last one is [`NO_ROUTE`].
+    /// In the order of `names`: the routes given to [`Metrics::new`], then
+    /// [`NO_ROUTE`].
     routes: Vec<RouteMetrics>,
+    no_route: RouteMetrics,
     names: Vec<String>,
     pub upstream_up: IntGaugeVec,
     connections: IntGauge,
@@ -238,26 +243,26 @@ impl Metrics {
 
         let mut names: Vec<String> = route_names.iter().map(|s| s.to_string()).collect();
         names.push(NO_ROUTE.to_string());
-        let routes = names
-            .iter()
-            .map(|name| {
-                let mut per = Vec::with_capacity(METHODS.len() * CLASSES.len());
-                for m in METHODS {
-                    for c in CLASSES {
-                        per.push(requests.with_label_values(&[name, m, c]));
-                    }
+        let series = |name: &str| {
+            let mut per = Vec::with_capacity(METHODS.len() * CLASSES.len());
+            for m in METHODS {
+                for c in CLASSES {
+                    per.push(requests.with_label_values(&[name, m, c]));
                 }
-                RouteMetrics {
-                    requests: per,
-                    duration: duration.with_label_values(&[name]),
-                    bytes_received: received.with_label_values(&[name]),
-                    bytes_sent: sent.with_label_values(&[name]),
-                    connect_failures: connect_failures.with_label_values(&[name]),
-                    timeouts: timeouts.with_label_values(&[name]),
-                    rewrites: rewrites.with_label_values(&[name]),
-                }
-            })
-            .collect();
+            }
+            RouteMetrics {
+                requests: per,
+                duration: duration.with_label_values(&[name]),
+                bytes_received: received.with_label_values(&[name]),
+                bytes_sent: sent.with_label_values(&[name]),
+                connect_failures: connect_failures.with_label_values(&[name]),
+                timeouts: timeouts.with_label_values(&[name]),
+                rewrites: rewrites.with_label_values(&[name]),
+            }
+        };
+        let no_route = series(NO_ROUTE);
+        let mut routes: Vec<RouteMetrics> = route_names.iter().map(|n| series(n)).collect();
+        routes.push(no_route.clone());
 
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(requests),
@@ -284,6 +289,7 @@ impl Metrics {
         Metrics {
             registry,
             routes,
+            no_route,
             names,
             upstream_up,
             connections,
@@ -298,10 +304,16 @@ impl Metrics {
         }
     }
 
-    /// Metrics of route number `route`, or of unrouted requests for `None`.
-    pub fn route(&self, route: Option<usize>) -> &RouteMetrics {
-        let last = self.routes.len() - 1;
-        &self.routes[route.map_or(last, |r| r.min(last))]
+    /// The series of the route (or [`HOSTPORT`]) named `name` in
+    /// [`Metrics::new`], for the route to keep.
+    pub fn series(&self, name: &str) -> Option<RouteMetrics> {
+        let i = self.names.iter().position(|n| n == name)?;
+        self.routes.get(i).cloned()
+    }
+
+    /// The series of requests answered before routing ([`NO_ROUTE`]).
+    pub fn unrouted(&self) -> &RouteMetrics {
+        &self.no_route
     }
 
     /// The text exposition, with the gauges read from /proc refreshed first.
@@ -546,9 +558,14 @@ mod tests {
     #[test]
     fn recording_and_exposition() {
         let m = Metrics::new(&["grafana"], vec![], "0.0.0", "abc");
-        m.route(Some(0))
-            .record(method_index("GET"), 200, Duration::from_millis(3), 0, 10);
-        m.route(None)
+        m.series("grafana").unwrap().record(
+            method_index("GET"),
+            200,
+            Duration::from_millis(3),
+            0,
+            10,
+        );
+        m.unrouted()
             .record(method_index("BREW"), 0, Duration::from_millis(1), 0, 0);
         let text = String::from_utf8(m.render()).unwrap();
         assert!(

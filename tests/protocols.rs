@@ -274,6 +274,11 @@ fn check(rig: &Rig, proto: Proto) {
         "{}: {line}",
         ctx("access log")
     );
+    assert!(
+        line.contains(&format!(" host={authority} route=")),
+        "{}: {line}",
+        ctx("the access log names the host routed on")
+    );
 
     // WebHDFS: the namenode's 307 goes through /a/ on the public origin,
     // and following it over the same protocol reaches the datanode.
