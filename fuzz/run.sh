@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 secs="${1:-60}"
-read -r -a targets <<<"${TARGETS:-path_normalise route redirect rewrite_chunks}"
+read -r -a targets <<<"${TARGETS:-path_normalise route redirect rewrite_chunks link_signing}"
 # The targets are safe Rust over byte slices: AddressSanitizer would only
 # halve the executions. FUZZ_SANITIZER=address turns it on.
 sanitizer="${FUZZ_SANITIZER:-none}"

@@ -97,6 +97,26 @@ pub fn describe(loaded: &Loaded) -> String {
                 format!(" ports {:?}", h.ports)
             }
         ));
+        if let Some(s) = &h.signing {
+            out.push_str(&format!(
+                "  {:<22} {} (key {}{}); links live {}s, redirects {}s\n",
+                "hostport signing",
+                if s.require {
+                    "required"
+                } else {
+                    "links signed, unsigned requests still let through"
+                },
+                s.key_file,
+                s.previous
+                    .as_ref()
+                    .map_or_else(String::new, |(f, _)| format!(
+                        ", previous key {f} for {}s",
+                        s.previous_grace.as_secs()
+                    )),
+                s.link_expiry.as_secs(),
+                s.redirect_expiry.as_secs(),
+            ));
+        }
     }
     if !loaded.pylon.inactive.is_empty() {
         out.push_str(&format!(

@@ -206,6 +206,90 @@ pub fn redirect(data: &[u8]) {
     check("if-none-match", redirect::if_none_match_in(&value, &suffix));
 }
 
+/// Input: a prefix line, then a request path after that prefix
+/// (`/host:port~token/rest`, any bytes). Parsing and checking never panic;
+/// no token is accepted but the one Pylon mints for that prefix, host:port
+/// and expiry; what Pylon signs verifies, for that prefix and destination
+/// only, and keeps the rest of the URL byte for byte.
+pub fn link_signing(data: &[u8]) {
+    use crate::link_signing::{split_token, Keys, Refusal, Signer};
+    const NOW: u64 = 1_800_000_000;
+    let (prefix, rest) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (&b"/a"[..], data),
+    };
+    let prefix = normalise_prefix(&String::from_utf8_lossy(prefix))
+        .filter(|p| p != "/")
+        .unwrap_or_else(|| "/a".to_string());
+    let rest = String::from_utf8_lossy(rest);
+    let signer = Signer {
+        keys: Keys::new(
+            b"fuzzing key, thirty-two bytes ok",
+            Some(b"previous"),
+            NOW + 5,
+        ),
+        prefixes: vec![prefix.clone(), "/yarn".to_string()],
+        redirect_ttl: 60,
+        link_ttl: 3600,
+        require: true,
+    };
+    let Some((segment, _)) = crate::hostport::split(&rest) else {
+        return;
+    };
+    let (dest, token) = split_token(segment);
+    match signer.keys.verify(&prefix, dest, token, NOW) {
+        Ok(()) | Err(Refusal::Expired) => {
+            // Only a token made with the key for exactly these: the fuzzer
+            // cannot find one by chance.
+            let token = token.unwrap_or_default();
+            let exp = token_expiry(token);
+            let real = signer.keys.token(&prefix, dest, exp);
+            assert_eq!(real.as_ref().map(|t| &t[..]), Some(token.as_bytes()));
+        }
+        Err(_) => {}
+    }
+    signer.token_for_tail(rest.as_bytes(), 1);
+    signer.token_for_tail(data, 1);
+
+    let url = format!("{prefix}{rest}");
+    let Some(signed) = signer.sign_url(&url, (NOW + 60) as u32) else {
+        return;
+    };
+    let path_end = signed.find(['?', '#']).unwrap_or(signed.len());
+    let (seg, _) = crate::hostport::split(&signed[prefix.len()..path_end]).expect("signed segment");
+    let (d, t) = split_token(seg);
+    assert!(crate::hostport::parse(d).is_some(), "{signed:?}");
+    assert_eq!(signer.keys.verify(&prefix, d, t, NOW), Ok(()), "{signed:?}");
+    assert_eq!(
+        signer.keys.verify(&prefix, d, t, NOW + 61),
+        Err(Refusal::Expired)
+    );
+    assert_eq!(
+        signer.keys.verify("/other", d, t, NOW),
+        Err(Refusal::BadSignature)
+    );
+    assert_eq!(
+        signer.keys.verify(&prefix, &format!("x{d}"), t, NOW),
+        Err(Refusal::BadSignature)
+    );
+    let token = format!("~{}", t.unwrap_or_default());
+    assert_eq!(
+        signed.replacen(&token, "", 1),
+        url,
+        "only the token is added"
+    );
+}
+
+/// The expiry a token claims (0 when it is not one).
+fn token_expiry(token: &str) -> u32 {
+    use base64::Engine as _;
+    let mut raw = [0u8; 36];
+    match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(token, &mut raw) {
+        Ok(36) => u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]),
+        _ => 0,
+    }
+}
+
 const CHUNK_PLANS: usize = 4;
 
 /// Input: a control line (byte 0: search step, then chunk sizes), rule
@@ -400,6 +484,13 @@ mod tests {
             }
             super::path_normalise(&data);
         }
+        for _ in 0..3000 {
+            let mut data = b"/a\n/".to_vec();
+            for _ in 0..next(70) {
+                data.push(b"n1:8042~AZaz09-_/.[]?#%"[next(23)]);
+            }
+            super::link_signing(&data);
+        }
     }
 
     #[test]
@@ -415,6 +506,11 @@ mod tests {
     #[test]
     fn replay_redirect_corpus() {
         replay("redirect", super::redirect);
+    }
+
+    #[test]
+    fn replay_link_signing_corpus() {
+        replay("link_signing", super::link_signing);
     }
 
     #[test]

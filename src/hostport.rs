@@ -89,6 +89,7 @@ mod tests {
             ports: ports.to_vec(),
             allow_loopback: loopback,
             timeouts: Default::default(),
+            signing: None,
         }
     }
 

@@ -18,6 +18,8 @@ pub mod fuzzing;
 pub(crate) mod headers;
 pub(crate) mod hostport;
 pub mod lifecycle;
+// Public for bench/link-signing, which counts its cost.
+pub mod link_signing;
 pub mod log_demote;
 pub(crate) mod metrics;
 pub(crate) mod path;

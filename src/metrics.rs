@@ -35,6 +35,10 @@ pub const HOSTPORT: &str = "hostport";
 /// middle of a head (nothing could be answered).
 pub const REFUSALS: [&str; 4] = ["malformed", "method", "timeout", "incomplete"];
 
+/// Why a host:port request got 403: the `reason` label of
+/// `pylon_hostport_refused_total`, in [`Metrics::hostport_refused`] order.
+pub const HOSTPORT_REFUSALS: [&str; 4] = ["unsigned", "bad_signature", "expired", "not_allowed"];
+
 /// The [`REFUSALS`] index of a refusal: the Pingora error (if any) and the
 /// status sent (if any).
 pub fn refusal_index(error: Option<&pingora::ErrorType>, status: Option<u16>) -> usize {
@@ -105,6 +109,8 @@ pub struct Metrics {
     pub slow_clients: IntCounterVec,
     /// Per [`REFUSALS`] reason.
     pub refused: Vec<IntCounter>,
+    /// Per [`HOSTPORT_REFUSALS`] reason.
+    pub hostport_refused: Vec<IntCounter>,
     listen_ports: Vec<u16>,
     net_bytes: IntCounterVec,
     samples: Mutex<VecDeque<Sample>>,
@@ -200,6 +206,17 @@ impl Metrics {
             .iter()
             .map(|r| refused_vec.with_label_values(&[r]))
             .collect();
+        let hostport_refused_vec = must(IntCounterVec::new(
+            Opts::new(
+                "pylon_hostport_refused_total",
+                "Host:port requests refused with 403: without a signature, with a bad or expired one, or to a destination hostport.allow/ports does not admit.",
+            ),
+            &["reason"],
+        ));
+        let hostport_refused = HOSTPORT_REFUSALS
+            .iter()
+            .map(|r| hostport_refused_vec.with_label_values(&[r]))
+            .collect();
         let net_bytes = must(IntCounterVec::new(
             Opts::new(
                 "pylon_network_bytes_total",
@@ -260,6 +277,7 @@ impl Metrics {
             Box::new(connections_refused.clone()),
             Box::new(slow_clients.clone()),
             Box::new(refused_vec),
+            Box::new(hostport_refused_vec),
             Box::new(net_bytes.clone()),
             Box::new(build),
             Box::new(conf),
@@ -278,6 +296,7 @@ impl Metrics {
             connections_refused,
             slow_clients,
             refused,
+            hostport_refused,
             listen_ports,
             net_bytes,
             samples: Mutex::new(VecDeque::new()),

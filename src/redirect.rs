@@ -311,7 +311,7 @@ fn parse_url<'a>(value: &'a str, current: &Upstream) -> Option<Parsed<'a>> {
 
 /// Byte range of the URL inside a `Refresh` value: after `delay`, `;` or
 /// `,`, optional `url=` (any case, spaces around `=`) and an optional quote.
-fn refresh_url(value: &str) -> Option<(usize, usize)> {
+pub(crate) fn refresh_url(value: &str) -> Option<(usize, usize)> {
     let b = value.as_bytes();
     let skip_ws = |mut i: usize| {
         while i < b.len() && b[i] == b' ' {

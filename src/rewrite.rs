@@ -27,8 +27,13 @@
 //!   window is always exact.
 //! - Replacements may use `$0`…`$N`, `${N}`, `${name}` (regex only; `$$` is
 //!   a literal `$`) and the per-request placeholders `{scheme}`, `{host}`
-//!   and `{prefix}` (the route's public prefix, empty for `/`). Any other
-//!   `{…}` is literal text, so JSON and JavaScript need no escaping.
+//!   and `{prefix}` (the route's public prefix, empty for `/`). `{sign}`
+//!   appends the signature of the host:port link that the replacement
+//!   itself has written just before it (`/yarn/$1:8042{sign}/node`: the
+//!   `host:port` segment and the host:port prefix before it, see
+//!   `link_signing`); it writes nothing when signing is off or what
+//!   precedes it is not such a link. Any other `{…}` is literal text, so
+//!   JSON and JavaScript need no escaping.
 //!
 //! Memory per response: a literal stage holds back fewer bytes than its
 //! longest pattern between chunks; a regex stage fewer than
@@ -43,6 +48,8 @@ use std::sync::Arc;
 use aho_corasick::{AhoCorasick, MatchKind};
 use bytes::Bytes;
 use regex::bytes::{CaptureLocations, Regex, RegexBuilder};
+
+use crate::link_signing::Signer;
 
 /// Window of a regex rule whose configuration does not set `max_match`.
 pub const DEFAULT_MAX_MATCH: usize = 4096;
@@ -142,7 +149,23 @@ pub struct Vars {
     scheme: &'static str,
     host: String,
     prefix: String,
+    sign: Option<Stamp>,
 }
+
+/// What `{sign}` signs with: the signer and the links' expiry.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    pub signer: Arc<Signer>,
+    pub expires: u32,
+}
+
+impl PartialEq for Stamp {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.signer, &other.signer) && self.expires == other.expires
+    }
+}
+
+impl Eq for Stamp {}
 
 impl Vars {
     /// `scheme` is `http` or `https`; `host` is the public `host[:port]`;
@@ -170,7 +193,14 @@ impl Vars {
             scheme,
             host: host.to_string(),
             prefix: prefix.to_string(),
+            sign: None,
         })
+    }
+
+    /// Makes `{sign}` sign links.
+    pub fn signing(mut self, stamp: Stamp) -> Vars {
+        self.sign = Some(stamp);
+        self
     }
 }
 
@@ -183,6 +213,7 @@ enum Piece {
     Scheme,
     Host,
     Prefix,
+    Sign,
 }
 
 #[derive(Debug, Clone)]
@@ -208,12 +239,22 @@ impl Template {
     }
 
     fn expand(&self, vars: &Vars, hay: &[u8], caps: Option<&CaptureLocations>, out: &mut Vec<u8>) {
+        let start = out.len();
         for p in &self.pieces {
             match p {
                 Piece::Text(t) => out.extend_from_slice(t),
                 Piece::Scheme => out.extend_from_slice(vars.scheme.as_bytes()),
                 Piece::Host => out.extend_from_slice(vars.host.as_bytes()),
                 Piece::Prefix => out.extend_from_slice(vars.prefix.as_bytes()),
+                Piece::Sign => {
+                    let token = vars.sign.as_ref().and_then(|s| {
+                        s.signer
+                            .token_for_tail(out.get(start..).unwrap_or_default(), s.expires)
+                    });
+                    if let Some(t) = token {
+                        out.extend_from_slice(&t);
+                    }
+                }
                 Piece::Group(i) => {
                     if let Some((a, b)) = caps.and_then(|c| c.get(*i)) {
                         out.extend_from_slice(&hay[a..b]);
@@ -237,10 +278,11 @@ fn push_text(pieces: &mut Vec<Piece>, s: &[u8]) {
 
 /// Parses placeholders, and `$` references when `re` is given.
 fn parse_template(text: &str, re: Option<&Regex>) -> Result<Template, String> {
-    const VARS: [(&str, Piece); 3] = [
+    const VARS: [(&str, Piece); 4] = [
         ("{scheme}", Piece::Scheme),
         ("{host}", Piece::Host),
         ("{prefix}", Piece::Prefix),
+        ("{sign}", Piece::Sign),
     ];
     let b = text.as_bytes();
     let mut pieces = Vec::new();
@@ -305,7 +347,7 @@ fn parse_group_ref(rest: &str, re: &Regex) -> Result<(Option<usize>, usize), Str
         };
         return Ok((Some(g), end + 2));
     }
-    Err("'$' starts a group reference ($1, ${1}, ${name}); write $$ for a literal '$' (and {scheme}, {host}, {prefix} for the request's values)".to_string())
+    Err("'$' starts a group reference ($1, ${1}, ${name}); write $$ for a literal '$' (and {scheme}, {host}, {prefix}, {sign} for the request's values)".to_string())
 }
 
 // ------------------------------------------------------------------ stages
@@ -1293,6 +1335,55 @@ mod tests {
         let v = Vars::new("http", "a", "/").unwrap();
         let r = set(&[RuleSpec::literal("P", "{prefix}/")]);
         assert_eq!(r.apply(&v, b"P"), b"/".to_vec());
+    }
+
+    #[test]
+    fn sign_signs_the_link_the_replacement_wrote() {
+        use crate::link_signing::{Keys, Signer};
+        let signer = Arc::new(Signer {
+            keys: Keys::new(b"0123456789abcdef0123456789abcdef", None, 0),
+            prefixes: vec!["/a".into(), "/yarn".into()],
+            redirect_ttl: 60,
+            link_ttl: 3600,
+            require: true,
+        });
+        let stamp = Stamp {
+            signer: signer.clone(),
+            expires: 1_900_000_000,
+        };
+        let v = Vars::new("http", "pub:8080", "/yarn")
+            .unwrap()
+            .signing(stamp);
+        let rules = set(&[
+            RuleSpec::regex(
+                "href='http://([^/']*):8042/([^']*)'",
+                "href='{scheme}://{host}/yarn/$1:8042{sign}/$2'",
+            ),
+            RuleSpec::literal("<a>", "<a href=\"/a/x:1{sign}\">{sign}"),
+        ]);
+        let body = b"<p><a href='http://node-1:8042/logs/x'>l</a> <a href='http://bad host:8042/'>b</a> <a>";
+        let tok = |prefix: &str, dest: &str| {
+            String::from_utf8(
+                signer
+                    .keys
+                    .token(prefix, dest, 1_900_000_000)
+                    .unwrap()
+                    .to_vec(),
+            )
+            .unwrap()
+        };
+        let want = format!(
+            "<p><a href='http://pub:8080/yarn/node-1:8042~{}/logs/x'>l</a> <a href='http://pub:8080/yarn/bad host:8042/'>b</a> <a href=\"/a/x:1~{}\">",
+            tok("/yarn", "node-1:8042"),
+            tok("/a", "x:1"),
+        );
+        assert_eq!(
+            String::from_utf8(run_all_chunkings(&rules, &v, body)).unwrap(),
+            want
+        );
+        // Signing off: {sign} writes nothing.
+        let off = Vars::new("http", "pub:8080", "/yarn").unwrap();
+        assert_eq!(rules.apply(&off, b"<a>"), b"<a href=\"/a/x:1\">".to_vec());
     }
 
     #[test]

@@ -676,12 +676,41 @@ fn test_print_round_trips_with_the_environment_overlay() {
         ca.cert_file.display(),
         ca.key_file.display()
     );
+    // Link signing with a key being rotated out: both printed as paths.
+    let (key, previous) = (dir.join("hostport.key"), dir.join("previous.key"));
+    std::fs::write(&key, "k".repeat(48)).expect("write key");
+    std::fs::write(&previous, "p".repeat(48)).expect("write key");
+    let signing = format!(
+        "    signing_key_file: {}\n    previous_signing_key_file: {}\n",
+        key.display(),
+        previous.display()
+    );
     std::fs::write(
         &first,
-        shipped.replacen("pylon:\n", &format!("pylon:\n{tls}"), 1),
+        shipped
+            .replacen("pylon:\n", &format!("pylon:\n{tls}"), 1)
+            .replacen(
+                "    # signing_key_file: /etc/pylon/hostport.key\n",
+                &signing,
+                1,
+            ),
     )
     .expect("write config");
     let printed = print_effective(first.to_str().unwrap(), &env);
+    for line in [
+        format!("\n    signing_key_file: \"{}\"\n", key.display()),
+        format!(
+            "\n    previous_signing_key_file: \"{}\"\n",
+            previous.display()
+        ),
+        "\n    require_signature: true\n".to_string(),
+    ] {
+        assert!(printed.contains(&line), "{line:?} not in:\n{printed}");
+    }
+    assert!(
+        !printed.contains("kkkk") && !printed.contains("pppp"),
+        "{printed}"
+    );
 
     for (route, var, upstream) in [
         (

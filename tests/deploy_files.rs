@@ -423,6 +423,15 @@ fn configmap_config_passes_pylon_check() {
     let dir = env::temp_dir().join(format!("pylon-deploy-config-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
     let config = dir.join("pylon.yaml");
+    // The link signing key comes from a Secret in the pod; a random
+    // stand-in of the same form here.
+    assert!(
+        yaml.contains("/etc/pylon/hostport.key"),
+        "configmap.yaml no longer uses /etc/pylon/hostport.key; update this test"
+    );
+    let key = dir.join("hostport.key");
+    fs::write(&key, "c3RhbmQtaW4ga2V5IGZvciB0aGUgZGVwbG95IGNoZWNr\n").unwrap();
+    let yaml = yaml.replace("/etc/pylon/hostport.key", &key.display().to_string());
     fs::write(&config, yaml.replace("/etc/pylon/kube-ca.crt", bundle)).unwrap();
 
     // The file is under test, not whatever upstreams this shell exports.

@@ -16,7 +16,7 @@ APT_PACKAGES=(
     curl             # tests/tls_and_limits.rs: an HTTP/1.1 and HTTP/2 client over TLS
     nginx                          # tests/rewriting.rs, tests/lifecycle.rs: the reference for parity
     libnginx-mod-http-subs-filter  # tests/rewriting.rs: the original's subs_filter rules
-    chromium         # tests/protocols.rs: a browser loading the portal over HTTPS (HTTP/2)
+    chromium         # tests/protocols.rs, tests/signed_links.rs: a browser loading the portal over HTTPS (HTTP/2) and following signed node links
     nghttp2-client   # tests/protocols.rs: nghttp, an HTTP/2 client that reads early responses
 )
 PIP_PACKAGES=(

@@ -184,6 +184,7 @@ fn check_limits(l: RawLimits) -> Result<Limits, ConfigError> {
 /// `None` (off) when no destination is allowed.
 fn check_hostport(h: RawHostPort) -> Result<Option<HostPort>, ConfigError> {
     let allow = cidrs("pylon.hostport.allow", h.allow.as_deref())?;
+    let signing = super::signing::check_signing(&h)?;
     let ports = h.ports.unwrap_or_default();
     if ports.contains(&0) {
         return Err(ConfigError::new(
@@ -212,6 +213,7 @@ fn check_hostport(h: RawHostPort) -> Result<Option<HostPort>, ConfigError> {
         ports,
         allow_loopback: h.allow_loopback.unwrap_or(false),
         timeouts: Timeouts::default(),
+        signing,
     }))
 }
 

@@ -26,6 +26,7 @@ mod print;
 mod read;
 mod route;
 mod schema;
+mod signing;
 mod standard;
 
 #[cfg(any(test, fuzzing))]
@@ -36,6 +37,7 @@ pub use env::{Env, ProcessEnv};
 pub use locate::Position;
 use pingora::server::configuration::ServerConf;
 pub use print::effective_yaml;
+pub use signing::Signing;
 pub use standard::{StandardRoute, STANDARD_ROUTES};
 
 use check::check;
@@ -258,6 +260,9 @@ pub struct HostPort {
     pub allow_loopback: bool,
     /// Those of a route that sets none.
     pub timeouts: Timeouts,
+    /// Signed links (`signing_key_file`); `None`: links are neither signed
+    /// nor checked.
+    pub signing: Option<Signing>,
 }
 
 /// Request-head limits, as strict as nginx's defaults.
@@ -641,6 +646,7 @@ mod tests {
                 "http://127.0.0.1:8088",
                 true,
                 vec![
+                    lit("8088/proxy/application", "8088/cluster/app/application"),
                     lit(
                         "<html>",
                         "<head><base href=\"{scheme}://{host}/yarn/\"></head><html>",
@@ -649,41 +655,40 @@ mod tests {
                     re("href=(['\"])/", "href=$1"),
                     re(
                         "href='http://([^/]*):8042'",
-                        "href='{scheme}://{host}/yarn/$1:8042/node'",
+                        "href='{scheme}://{host}/yarn/$1:8042{sign}/node'",
                     ),
                     re(
                         "href='http://([^/]*):8042/([^']*)'",
-                        "href='{scheme}://{host}/yarn/$1:8042/$2'",
+                        "href='{scheme}://{host}/yarn/$1:8042{sign}/$2'",
                     ),
                     re(
                         "href='http://([^/]*):8088/([^']*)'",
-                        "href='{scheme}://{host}/yarn/$1:8088/$2'",
+                        "href='{scheme}://{host}/yarn/$1:8088{sign}/$2'",
                     ),
                     re(
                         "href=\"/([^/]*):8042\"",
-                        "href=\"{scheme}://{host}/yarn/$1:8042/node\"",
+                        "href=\"{scheme}://{host}/yarn/$1:8042{sign}/node\"",
                     ),
                     re(
                         "href=\"http://([^/]*):8042\"",
-                        "href=\"{scheme}://{host}/yarn/$1:8042/node\"",
+                        "href=\"{scheme}://{host}/yarn/$1:8042{sign}/node\"",
                     ),
                     re(
                         "href=\"http://([^/]*):8042/([^\"]*)\"",
-                        "href=\"{scheme}://{host}/yarn/$1:8042/$2\"",
+                        "href=\"{scheme}://{host}/yarn/$1:8042{sign}/$2\"",
                     ),
                     re(
                         "href=\"http://([^/]*):8088\"",
-                        "href=\"{scheme}://{host}/yarn/$1:8088/cluster\"",
+                        "href=\"{scheme}://{host}/yarn/$1:8088{sign}/cluster\"",
                     ),
                     re(
                         "href=\"http://([^/]*):8088/([^\"]*)\"",
-                        "href=\"{scheme}://{host}/yarn/$1:8088/$2\"",
+                        "href=\"{scheme}://{host}/yarn/$1:8088{sign}/$2\"",
                     ),
                     re(
                         "url=http://([^/]*):8188/([^\"]*)\">",
-                        "url={scheme}://{host}/yarn/$1:8188/$2\">",
+                        "url={scheme}://{host}/yarn/$1:8188{sign}/$2\">",
                     ),
-                    lit("8088/proxy/application", "8088/cluster/app/application"),
                 ],
             ),
             route(
@@ -744,6 +749,7 @@ mod tests {
                 ports: vec![5075, 50075, 9864, 8042, 8188, 19888, 8088],
                 allow_loopback: false,
                 timeouts: Timeouts::default(),
+                signing: None,
             }),
             routes,
             inactive: vec![],

@@ -99,6 +99,17 @@ fn hostport(p: &mut Out, h: &HostPort) {
     let ports: Vec<String> = h.ports.iter().map(u16::to_string).collect();
     p.line(2, "ports", &format!("[{}]", ports.join(", ")));
     p.line(2, "allow_loopback", &h.allow_loopback.to_string());
+    // Key files as paths only: the keys themselves are never printed.
+    if let Some(s) = &h.signing {
+        p.line(2, "signing_key_file", &quote(&s.key_file));
+        if let Some((file, _)) = &s.previous {
+            p.line(2, "previous_signing_key_file", &quote(file));
+            p.line(2, "previous_key_grace", &duration(s.previous_grace));
+        }
+        p.line(2, "require_signature", &s.require.to_string());
+        p.line(2, "redirect_expiry", &duration(s.redirect_expiry));
+        p.line(2, "link_expiry", &duration(s.link_expiry));
+    }
 }
 
 fn route(p: &mut Out, r: &Route) {

@@ -114,6 +114,12 @@ pub(super) struct RawHostPort {
     pub(super) allow: Option<Vec<String>>,
     pub(super) ports: Option<Vec<u16>>,
     pub(super) allow_loopback: Option<bool>,
+    pub(super) signing_key_file: Option<String>,
+    pub(super) previous_signing_key_file: Option<String>,
+    pub(super) previous_key_grace: Option<Scalar>,
+    pub(super) require_signature: Option<bool>,
+    pub(super) redirect_expiry: Option<Scalar>,
+    pub(super) link_expiry: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]

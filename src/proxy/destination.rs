@@ -1,5 +1,6 @@
 //! The host:port destination step: `/a/<host>:<port>/…` (and the other
-//! `hostport.prefixes`) forwarded to a named node, only when every address
+//! `hostport.prefixes`) forwarded to a named node, only when the link is
+//! signed by Pylon (with a signing key, `link_signing.rs`) and every address
 //! the name resolves to is allowed (`hostport.rs`).
 
 use std::net::SocketAddr;
@@ -9,9 +10,11 @@ use http::header::HeaderValue;
 use log::debug;
 
 use super::reply::Reply;
-use super::state::{Ctx, Destination, Pylon, Target};
+use super::state::{unix_now, Ctx, Destination, Pylon, Target};
 use crate::config::HostPort;
 use crate::hostport;
+use crate::link_signing;
+use crate::metrics;
 use crate::path::Target as Normalised;
 use crate::routing;
 use crate::upstream;
@@ -20,8 +23,11 @@ use crate::upstream;
 struct Named<'t> {
     host: &'t str,
     port: u16,
-    /// `host:port` as the client wrote it (brackets kept for IPv6).
+    /// `host:port` as the client wrote it (brackets kept for IPv6), without
+    /// the signature, which is never sent on.
     segment: &'t str,
+    /// The signature glued to the segment, if any.
+    token: Option<&'t str>,
     /// The `hostport.prefixes` entry it came under.
     prefix: &'t str,
     /// The path to forward: what follows the destination, `/` if nothing.
@@ -29,11 +35,29 @@ struct Named<'t> {
 }
 
 impl Pylon {
+    /// A host:port request refused with 403: counted under its reason (one
+    /// of [`metrics::HOSTPORT_REFUSALS`]) and named in the access log.
+    fn refuse(&self, ctx: &mut Ctx, reason: &'static str) -> Reply {
+        if let Some(i) = metrics::HOSTPORT_REFUSALS.iter().position(|r| *r == reason) {
+            if let Some(c) = self.metrics.hostport_refused.get(i) {
+                c.inc();
+            }
+        }
+        ctx.refused = Some(reason);
+        let body = if reason == "not_allowed" {
+            "Forbidden: destination not allowed.\n"
+        } else {
+            "Forbidden: this node link is not signed by Pylon, or has expired.\n"
+        };
+        Reply::text(403, body)
+    }
+
     /// `Ok(true)` when the path names a host:port destination that may be
     /// forwarded to, with the destination and upstream target set in
     /// `ctx`; `Ok(false)` when it names none and routing goes on. 400 for a
-    /// malformed `/a/…`, 502 when the host does not resolve in time, 403
-    /// when any of its addresses is not allowed.
+    /// malformed `/a/…`, 403 for a link Pylon did not sign (when it signs),
+    /// 502 when the host does not resolve in time, 403 when any of its
+    /// addresses is not allowed.
     pub(super) async fn destination(
         &self,
         target: &Normalised<'_>,
@@ -45,7 +69,26 @@ impl Pylon {
         let Some(named) = named(&destinations.policy, &target.path)? else {
             return Ok(false);
         };
-        let addr = self.resolve(&destinations.policy, &named).await?;
+        if let Some(signer) = destinations.signer.as_ref().filter(|s| s.require) {
+            // Before anything is resolved: an unsigned link costs no lookup.
+            let checked = signer
+                .keys
+                .verify(named.prefix, named.segment, named.token, unix_now());
+            if let Err(why) = checked {
+                debug!(
+                    "403 for {}/{}: {}",
+                    named.prefix,
+                    named.segment,
+                    why.as_str()
+                );
+                return Err(self.refuse(ctx, why.as_str()));
+            }
+        }
+        let addr = match self.resolve(&destinations.policy, &named).await {
+            Ok(addr) => addr,
+            Err(Some(reply)) => return Err(reply),
+            Err(None) => return Err(self.refuse(ctx, "not_allowed")),
+        };
         // `parse` let through only characters a header value may hold.
         let values = HeaderValue::from_str(named.segment).and_then(|authority| {
             let prefix = HeaderValue::try_from(format!("{}/{}", named.prefix, named.segment))?;
@@ -64,23 +107,28 @@ impl Pylon {
     }
 
     /// The first address of the destination; 502 when the name does not
-    /// resolve within the connect timeout, 403 unless every address it has
-    /// is allowed: the name is the client's to choose, the addresses are not.
-    async fn resolve(&self, policy: &HostPort, named: &Named<'_>) -> Result<SocketAddr, Reply> {
+    /// resolve within the connect timeout, `None` (a 403) unless every
+    /// address it has is allowed: the name is the client's to choose, the
+    /// addresses are not.
+    async fn resolve(
+        &self,
+        policy: &HostPort,
+        named: &Named<'_>,
+    ) -> Result<SocketAddr, Option<Reply>> {
         let addrs =
             upstream::resolve_destination(named.host, named.port, policy.timeouts.connect).await;
         let Some(first) = addrs.first().copied() else {
-            return Err(Reply::text(
+            return Err(Some(Reply::text(
                 502,
                 "502 upstream unavailable: cannot resolve the host\n",
-            ));
+            )));
         };
         if let Some(why) = addrs
             .iter()
             .find_map(|a| hostport::check(*a, policy, &self.own_addrs).err())
         {
             debug!("403 for /a/{}: {why}", named.segment);
-            return Err(Reply::text(403, "Forbidden: destination not allowed.\n"));
+            return Err(None);
         }
         Ok(first)
     }
@@ -96,17 +144,19 @@ fn named<'t>(policy: &'t HostPort, path: &'t str) -> Result<Option<Named<'t>>, R
             .strip_prefix(p.as_str())
             .filter(|r| r.starts_with('/'))?;
         let (segment, rest) = hostport::split(after)?;
-        Some((p.as_str(), segment, rest, hostport::parse(segment)))
+        let (segment, token) = link_signing::split_token(segment);
+        Some((p.as_str(), segment, token, rest, hostport::parse(segment)))
     });
     match found {
-        Some((prefix, segment, rest, Some((host, port)))) => Ok(Some(Named {
+        Some((prefix, segment, token, rest, Some((host, port)))) => Ok(Some(Named {
             host,
             port,
             segment,
+            token,
             prefix,
             rest,
         })),
-        Some(("/a", _, _, None)) => Err(malformed()),
+        Some(("/a", _, _, _, None)) => Err(malformed()),
         _ => Ok(None),
     }
 }

@@ -60,7 +60,7 @@ impl Pylon {
             upstream: ctx.upstream_addr,
             referer: req.headers.get("referer").map(|v| v.as_bytes()),
             user_agent: req.headers.get("user-agent").map(|v| v.as_bytes()),
-            refused: None,
+            refused: ctx.refused,
         };
         access_log::write(self.access_log, &entry);
     }

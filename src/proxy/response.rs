@@ -6,11 +6,12 @@ use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-use super::state::{is_tls, Ctx, Pylon, Route};
+use super::state::{is_tls, unix_now, Ctx, Pylon, Route};
 use crate::authority;
 use crate::headers;
+use crate::link_signing::{self, Signer};
 use crate::redirect::{self, PublicOrigin};
-use crate::rewrite::{Streamer, Vars};
+use crate::rewrite::{Stamp, Streamer, Vars};
 
 impl Pylon {
     /// A 101: an upgraded connection (WebSocket: kubectl exec, notebooks)
@@ -55,7 +56,16 @@ impl Pylon {
             && has_redirect
             && self.public_redirects(resp, route, &public)?;
         if route.cfg.rewrite.is_some() {
-            let vars = Vars::new(scheme, host.unwrap_or_default(), &route.cfg.prefix);
+            let vars =
+                Vars::new(scheme, host.unwrap_or_default(), &route.cfg.prefix).map(|v| match self
+                    .signer()
+                {
+                    Some(s) => v.signing(Stamp {
+                        signer: s.clone(),
+                        expires: link_signing::expiry(unix_now(), s.link_ttl),
+                    }),
+                    None => v,
+                });
             rewritten |= body_rewriter(session, resp, &mut ctx.rewriter, route, vars)?;
         }
         if rewritten {
@@ -85,6 +95,7 @@ impl Pylon {
         let Some(path) = to_datanode else {
             return Ok(false);
         };
+        let path = self.sign(path, |s| s.redirect_ttl);
         resp.insert_header(LOCATION, public.absolute(&path))?;
         resp.remove_header(&http::header::TRANSFER_ENCODING);
         resp.insert_header(CONTENT_LENGTH, "0")?;
@@ -108,7 +119,7 @@ impl Pylon {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| self.redirects.location(v, public, route.index));
             if let Some(v) = new {
-                resp.insert_header(name, v)?;
+                resp.insert_header(name, self.sign(v, |s| s.redirect_ttl))?;
                 rewritten = true;
             }
         }
@@ -118,10 +129,34 @@ impl Pylon {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| self.redirects.refresh(v, public, route.index));
         if let Some(v) = refresh {
-            resp.insert_header("refresh", v)?;
+            // A page's refresh may wait: the page links' lifetime.
+            resp.insert_header("refresh", self.sign_refresh(v))?;
             rewritten = true;
         }
         Ok(rewritten)
+    }
+
+    fn signer(&self) -> Option<&std::sync::Arc<Signer>> {
+        self.hostport.as_ref().and_then(|h| h.signer.as_ref())
+    }
+
+    /// `url` with the token of the host:port link it names, when signing.
+    fn sign(&self, url: String, ttl: impl Fn(&Signer) -> u32) -> String {
+        match self.signer() {
+            Some(s) => s
+                .sign_url(&url, link_signing::expiry(unix_now(), ttl(s)))
+                .unwrap_or(url),
+            None => url,
+        }
+    }
+
+    /// A `Refresh` value whose URL is signed like a page's links.
+    fn sign_refresh(&self, value: String) -> String {
+        let Some((start, end)) = self.signer().and(redirect::refresh_url(&value)) else {
+            return value;
+        };
+        let url = self.sign(value[start..end].to_string(), |s| s.link_ttl);
+        format!("{}{url}{}", &value[..start], &value[end..])
     }
 }
 

@@ -13,6 +13,7 @@ use pingora_limits::rate::Rate;
 
 use crate::config::{self, AccessLogFormat, Config, HostPort, Limits, Tls};
 use crate::lifecycle::{InFlight, Lifecycle};
+use crate::link_signing::Signer;
 use crate::metrics::{self, Metrics, RouteMetrics};
 use crate::redirect::Redirects;
 use crate::rewrite::Streamer;
@@ -40,6 +41,9 @@ pub(super) struct Destinations {
     /// Timeouts of `/a/` destinations: those of an unconfigured route.
     pub(super) template: HttpPeer,
     pub(super) metrics: RouteMetrics,
+    /// Signs the host:port links Pylon makes and checks those it gets;
+    /// `None` without `signing_key_file`.
+    pub(super) signer: Option<Arc<Signer>>,
 }
 
 pub struct Pylon {
@@ -93,6 +97,7 @@ impl Pylon {
             policy: h.clone(),
             template: upstream::destination_template(&h.timeouts),
             metrics: series(metrics::HOSTPORT),
+            signer: Signer::from_config(h, unix_now()).map(Arc::new),
         });
         Pylon {
             router: Router::new(routes.iter().map(|r| r.cfg.prefix.as_str())),
@@ -190,6 +195,9 @@ pub struct Ctx {
     pub(super) failed_addr: Option<SocketAddr>,
     pub(super) upstream_addr: Option<SocketAddr>,
     pub(super) request_body_bytes: u64,
+    /// Why a host:port request got 403 (a `HOSTPORT_REFUSALS` reason), for
+    /// the access log.
+    pub(super) refused: Option<&'static str>,
 }
 
 impl Ctx {
@@ -210,8 +218,16 @@ impl Ctx {
             failed_addr: None,
             upstream_addr: None,
             request_body_bytes: 0,
+            refused: None,
         }
     }
+}
+
+/// Seconds since the Unix epoch: the clock of link expiries.
+pub(super) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 pub(super) fn is_tls(session: &Session) -> bool {
