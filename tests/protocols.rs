@@ -377,22 +377,9 @@ fn chromium_renders_the_portal_with_every_internal_uri_replaced() {
     let rig = Rig::start();
     let dir = TempDir::new("chromium");
     let url = format!("{}/index.html", rig.public(Proto::Https2));
-    let out = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--ignore-certificate-errors",
-            "--timeout=15000",
-        ])
+    let out = common::headless_chromium(dir.path())
+        .arg("--ignore-certificate-errors")
         .arg(format!("--host-resolver-rules=MAP {NAME} 127.0.0.1"))
-        .arg(format!("--user-data-dir={}", dir.path().display()))
-        .arg("--dump-dom")
         .arg(&url)
         .output()
         .expect("run chromium");
@@ -410,15 +397,6 @@ fn chromium_renders_the_portal_with_every_internal_uri_replaced() {
         .p
         .wait_for_stdout_line("Chromium's request", |l| l.contains("GET /index.html"));
     assert!(line.contains("HTTP/2.0\" 200"), "not over HTTP/2: {line}");
-}
-
-fn chromium() -> &'static str {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect(
-            "chromium not found: install the Debian package chromium (tests/install-deps.sh does)",
-        )
 }
 
 /// `pylon -t` names every listener, the HTTPS ones included.

@@ -758,26 +758,7 @@ fn chromium_follows_signed_node_links_and_their_relative_links() {
 
 fn chromium_dom(dir: &TempDir, url: &str) -> String {
     let profile = dir.join(&format!("profile-{}", url.len()));
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect(
-            "chromium not found: install the Debian package chromium (tests/install-deps.sh does)",
-        );
-    let out = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--timeout=15000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--dump-dom")
+    let out = common::headless_chromium(&profile)
         .arg(url)
         .output()
         .expect("run chromium");

@@ -1523,3 +1523,30 @@ pub fn read_request_head(s: &mut TcpStream) -> Option<Vec<u8>> {
     }
     Some(head)
 }
+
+/// Headless Chromium with a fresh profile in `profile`, set to print the
+/// DOM of the page named by the next argument once it has loaded.
+#[allow(dead_code)]
+pub fn headless_chromium(profile: &Path) -> Command {
+    let bin = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect(
+            "chromium not found: install the Debian package chromium (tests/install-deps.sh does)",
+        );
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--timeout=15000",
+        "--dump-dom",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    cmd
+}
