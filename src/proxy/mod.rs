@@ -69,6 +69,9 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 pub use state::Pylon;
 use state::{is_tls, Ctx};
 
+/// Headers `upstream_request_filter` may add to the upstream request.
+const UPSTREAM_HEADER_INSERTS: usize = 9;
+
 #[async_trait]
 impl ProxyHttp for Pylon {
     type CTX = Ctx;
@@ -108,6 +111,11 @@ impl ProxyHttp for Pylon {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // Room for the headers added below (at most `Content-Length`, `Host`,
+        // `If-None-Match`, `X-Request-Id` and five `X-Forwarded-*`/`X-Real-IP`)
+        // at once: the request is a clone with no spare room, and each map
+        // would otherwise grow, rehashing, more than once.
+        req.reserve(UPSTREAM_HEADER_INSERTS);
         self.upstream_target(req, ctx)?;
         self.upstream_host(req, ctx)?;
         self.validators(req, ctx)?;
