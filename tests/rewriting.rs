@@ -5,24 +5,24 @@
 //! side-by-side comparison with nginx running the original rules.
 //!
 //! Every test checks both ends: what the client got and what the upstream
-//! received. The upstreams are [`Fixture`]s, small servers that answer
+//! received. The upstreams are [`Site`]s, small servers that answer
 //! whatever a test tells them to (status, headers, body, and how the body
 //! is cut into writes), because the shared `Upstream` only answers JSON.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::site::{Body, Reply, Req, Site};
 use common::{
-    admin_get, free_port, pattern_block, request, series_value, wait_until, Client, Conn,
-    KillOnDrop, Pylon, Response, TempDir, IO_TIMEOUT,
+    admin_get, free_port, pattern_block, request, series_value, wait_until, Client, KillOnDrop,
+    Pylon, Response, TempDir, IO_TIMEOUT,
 };
 
 /// The `Host` every test client sends: rewritten URLs must carry it, not
@@ -33,356 +33,11 @@ const PUBLIC: &str = "http://pylon.example.org:8080";
 
 // ------------------------------------------------------------------ fixture
 
-/// One request as a fixture received it.
-#[derive(Debug, Clone)]
-struct Req {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-fn has_token(headers: &[(String, String)], name: &str, token: &str) -> bool {
-    headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        .flat_map(|(_, v)| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-impl Req {
-    fn header(&self, name: &str) -> Option<&str> {
-        header_in(&self.headers, name)
-    }
-
-    fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
-    }
-
-    fn query(&self) -> &str {
-        self.target.split_once('?').map_or("", |(_, q)| q)
-    }
-}
-
-/// How a fixture puts a body on the wire.
-#[derive(Debug, Clone)]
-enum Body {
-    /// In one write, with `Content-Length`.
-    Whole(Vec<u8>),
-    /// With `Content-Length`, one byte per write and a pause after each, so
-    /// that Pylon reads it in the smallest pieces TCP can deliver.
-    OneBytePerWrite(Vec<u8>),
-    /// Chunked, one byte per chunk and one chunk per write.
-    OneBytePerChunk(Vec<u8>),
-    /// `head`, `unit` `count` times, `tail`, with `Content-Length`; streamed
-    /// from a small buffer, never held whole.
-    Repeated {
-        head: Vec<u8>,
-        unit: Vec<u8>,
-        count: usize,
-        tail: Vec<u8>,
-    },
-}
-
-impl Body {
-    fn len(&self) -> usize {
-        match self {
-            Body::Whole(b) | Body::OneBytePerWrite(b) | Body::OneBytePerChunk(b) => b.len(),
-            Body::Repeated {
-                head,
-                unit,
-                count,
-                tail,
-            } => head.len() + unit.len() * count + tail.len(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Body,
-}
-
-impl Reply {
-    fn new(status: u16) -> Reply {
-        Reply {
-            status,
-            headers: Vec::new(),
-            body: Body::Whole(Vec::new()),
-        }
-    }
-
-    fn typed(content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
-        Reply::new(200)
-            .with("Content-Type", content_type)
-            .body(Body::Whole(body.into()))
-    }
-
-    fn html(body: impl Into<Vec<u8>>) -> Reply {
-        Reply::typed("text/html; charset=utf-8", body)
-    }
-
-    fn redirect(status: u16, location: &str) -> Reply {
-        Reply::new(status)
-            .with("Location", location)
-            .with("Content-Type", "text/html; charset=utf-8")
-            .body(Body::Whole(
-                format!("<a href=\"{location}\">moved</a>\n").into_bytes(),
-            ))
-    }
-
-    fn with(mut self, name: &str, value: &str) -> Reply {
-        self.headers.push((name.to_string(), value.to_string()));
-        self
-    }
-
-    fn body(mut self, body: Body) -> Reply {
-        self.body = body;
-        self
-    }
-
-    fn status(mut self, status: u16) -> Reply {
-        self.status = status;
-        self
-    }
-}
-
 /// The upstream's own base URL as the proxy addressed it (both Pylon and
 /// nginx send the upstream's `host:port` as `Host`), for redirects that
 /// point at the upstream itself.
 fn own_uri(req: &Req) -> String {
     format!("http://{}", req.header("Host").unwrap_or(""))
-}
-
-type Handler = dyn Fn(&Req) -> Reply + Send + Sync;
-
-/// An HTTP/1.1 server on a loopback address that records every request
-/// and answers with what its handler returns. It sends `100 Continue`
-/// before reading a body that was announced with `Expect`, as Hadoop's
-/// datanode does.
-struct Fixture {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Req>>>,
-    connections: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-}
-
-/// Long enough for each dribbled byte to leave in its own segment and be
-/// read on its own, short enough that a 2 KB page takes well under a second.
-const DRIBBLE_PAUSE: Duration = Duration::from_micros(200);
-
-impl Fixture {
-    fn start(handler: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Fixture {
-        Fixture::start_on(Ipv4Addr::LOCALHOST, handler)
-    }
-
-    fn start_on(ip: Ipv4Addr, handler: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Fixture {
-        let listener = TcpListener::bind((ip, 0)).expect("bind fixture");
-        let addr = listener.local_addr().expect("fixture address");
-        let handler: Arc<Handler> = Arc::new(handler);
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, c, st) = (seen.clone(), connections.clone(), stop.clone());
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                if st.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Ok(stream) = stream else { continue };
-                c.fetch_add(1, Ordering::Relaxed);
-                let (h, s) = (handler.clone(), s.clone());
-                thread::spawn(move || serve(stream, &*h, &s));
-            }
-        });
-        Fixture {
-            addr,
-            seen,
-            connections,
-            stop,
-        }
-    }
-
-    /// Fixed answers by exact path; anything else is a 404.
-    fn pages(pages: Vec<(&'static str, Reply)>) -> Fixture {
-        Fixture::start(move |req| {
-            pages
-                .iter()
-                .find(|(p, _)| *p == req.path())
-                .map(|(_, r)| r.clone())
-                .unwrap_or_else(|| Reply::typed("text/plain", "no such page\n").status(404))
-        })
-    }
-
-    /// A service that only has to exist: its URI appears in pages.
-    fn idle() -> Fixture {
-        Fixture::start(|_| Reply::typed("text/plain", "ok\n"))
-    }
-
-    fn uri(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    fn seen(&self) -> Vec<Req> {
-        self.seen.lock().expect("seen lock").clone()
-    }
-
-    fn count(&self) -> usize {
-        self.seen.lock().expect("seen lock").len()
-    }
-
-    fn last(&self) -> Req {
-        self.seen()
-            .pop()
-            .unwrap_or_else(|| panic!("fixture {} received no request", self.addr))
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        404 => "Not Found",
-        _ => "Fixture",
-    }
-}
-
-fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Req>>) {
-    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let _ = stream.set_nodelay(true);
-    let mut conn = Conn::new(stream);
-    loop {
-        let Ok(Some((line, headers))) = conn.read_head() else {
-            return;
-        };
-        let mut parts = line.splitn(3, ' ');
-        let method = parts.next().unwrap_or("").to_string();
-        let target = parts.next().unwrap_or("").to_string();
-        let version = parts.next().unwrap_or("").to_string();
-        if has_token(&headers, "expect", "100-continue")
-            && conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err()
-        {
-            return;
-        }
-        let mut body = Vec::new();
-        let read = if has_token(&headers, "transfer-encoding", "chunked") {
-            conn.read_chunked_with(&mut |b| body.extend_from_slice(b))
-        } else {
-            match header_in(&headers, "content-length").map(str::parse::<u64>) {
-                None => Ok(()),
-                Some(Ok(n)) => conn.read_exact_with(n, &mut |b| body.extend_from_slice(b)),
-                Some(Err(_)) => return,
-            }
-        };
-        if read.is_err() {
-            return;
-        }
-        let close = version == "HTTP/1.0" || has_token(&headers, "connection", "close");
-        let req = Req {
-            method,
-            target,
-            headers,
-            body,
-        };
-        seen.lock().expect("seen lock").push(req.clone());
-        let reply = handler(&req);
-        if write_reply(conn.get_mut(), &req, reply, close).is_err() || close {
-            return;
-        }
-    }
-}
-
-fn write_reply(out: &mut TcpStream, req: &Req, reply: Reply, close: bool) -> std::io::Result<()> {
-    let bodiless = reply.status == 204 || reply.status == 304 || reply.status < 200;
-    let head_only = req.method == "HEAD";
-    let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
-    for (k, v) in &reply.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if close {
-        head.push_str("Connection: close\r\n");
-    }
-    if !bodiless {
-        match &reply.body {
-            Body::OneBytePerChunk(_) => head.push_str("Transfer-Encoding: chunked\r\n"),
-            b => head.push_str(&format!("Content-Length: {}\r\n", b.len())),
-        }
-    }
-    head.push_str("\r\n");
-    out.write_all(head.as_bytes())?;
-    if bodiless || head_only {
-        return out.flush();
-    }
-    match reply.body {
-        Body::Whole(b) => out.write_all(&b)?,
-        Body::OneBytePerWrite(b) => {
-            for byte in b {
-                out.write_all(&[byte])?;
-                out.flush()?;
-                thread::sleep(DRIBBLE_PAUSE);
-            }
-        }
-        Body::OneBytePerChunk(b) => {
-            for byte in b {
-                let mut chunk = b"1\r\n".to_vec();
-                chunk.push(byte);
-                chunk.extend_from_slice(b"\r\n");
-                out.write_all(&chunk)?;
-                out.flush()?;
-                thread::sleep(DRIBBLE_PAUSE);
-            }
-            out.write_all(b"0\r\n\r\n")?;
-        }
-        Body::Repeated {
-            head,
-            unit,
-            count,
-            tail,
-        } => {
-            out.write_all(&head)?;
-            let per_buf = (64 * 1024 / unit.len()).max(1);
-            let buf = unit.repeat(per_buf);
-            let mut left = count;
-            while left > 0 {
-                let n = left.min(per_buf);
-                out.write_all(&buf[..n * unit.len()])?;
-                left -= n;
-            }
-            out.write_all(&tail)?;
-        }
-    }
-    out.flush()
 }
 
 // ------------------------------------------------------------------ client
@@ -517,15 +172,15 @@ const PORTAL_JS: &str = "const config={rest:\"http://@URI_REST@/api/v2\",grafana
 #[test]
 fn portal_gets_every_internal_uri_replaced_by_its_public_prefix() {
     let (rest, k8s, hdfs, prom, dash, yarn, grafana) = (
-        Fixture::idle(),
-        Fixture::idle(),
-        Fixture::idle(),
-        Fixture::idle(),
-        Fixture::idle(),
-        Fixture::idle(),
-        Fixture::idle(),
+        Site::idle(),
+        Site::idle(),
+        Site::idle(),
+        Site::idle(),
+        Site::idle(),
+        Site::idle(),
+        Site::idle(),
     );
-    let internal = |f: &Fixture| f.addr.to_string();
+    let internal = |f: &Site| f.addr().to_string();
     let uris = [
         ("URI_REST", internal(&rest)),
         ("URI_K8S", internal(&k8s)),
@@ -540,8 +195,8 @@ fn portal_gets_every_internal_uri_replaced_by_its_public_prefix() {
     let js = fill(PORTAL_JS, &uris);
     // Binary content can hold the same bytes by chance; it is never touched.
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend_from_slice(format!("tEXtsource=http://{}/api", rest.addr).as_bytes());
-    let portal = Fixture::pages(vec![
+    png.extend_from_slice(format!("tEXtsource=http://{}/api", rest.addr()).as_bytes());
+    let portal = Site::pages(vec![
         ("/index.html", Reply::html(page.clone())),
         (
             "/scripts/config.js",
@@ -597,7 +252,7 @@ routes:
     let got = text(&r);
     assert_eq!(got, expected);
     assert!(
-        got.contains(&format!("http://{}/metrics", prom.addr)),
+        got.contains(&format!("http://{}/metrics", prom.addr())),
         "a URL outside Prometheus' base path is no URL of the route"
     );
 
@@ -621,7 +276,7 @@ routes:
 
     // The services behind the prefixes were named, never called.
     for f in [&rest, &k8s, &hdfs, &prom, &dash, &yarn, &grafana] {
-        assert_eq!(f.count(), 0, "{} was called", f.addr);
+        assert_eq!(f.count(), 0, "{} was called", f.addr());
     }
 }
 
@@ -676,7 +331,7 @@ const GRAFANA_RULES: &str = r#"
 #[test]
 fn grafana_page_is_rewritten_as_the_original_did() {
     let api_json = r#"[{"id":1,"uid":"cluster","title":"Cluster","url":"/d/cluster/overview","type":"dash-db"}]"#;
-    let grafana = Fixture::pages(vec![
+    let grafana = Site::pages(vec![
         ("/", Reply::html(grafana_original())),
         ("/api/search", Reply::typed("application/json", api_json)),
     ]);
@@ -754,7 +409,7 @@ fn yarn_page(node: impl Fn(&str, &str) -> String) -> String {
 #[test]
 fn yarn_node_manager_links_go_through_a_with_the_requests_scheme_and_host() {
     let original = yarn_page(|host, path| format!("http://{host}:8042/{path}"));
-    let yarn = Fixture::pages(vec![("/cluster/nodes", Reply::html(original))]);
+    let yarn = Site::pages(vec![("/cluster/nodes", Reply::html(original))]);
     let p = start_pylon(
         &format!("routes:\n  yarn:\n    rewrite:{YARN_RULES}"),
         &[("YARN_WEB_PORTAL_URI", yarn.uri())],
@@ -834,7 +489,7 @@ const REST_RULES: &str = r#"
 #[test]
 fn rest_json_fields_are_rewritten_by_regex_rules() {
     let original = job_json(|hp, path| format!("http://{hp}/{path}"));
-    let rest = Fixture::pages(vec![
+    let rest = Site::pages(vec![
         (
             "/api/v1/jobs/mnist",
             Reply::typed("application/json; charset=utf-8", original.clone()),
@@ -887,12 +542,10 @@ fn rest_json_fields_are_rewritten_by_regex_rules() {
 #[test]
 fn bodiless_responses_pass_untouched_on_a_kept_alive_connection() {
     let page = yarn_page(|host, path| format!("http://{host}:8042/{path}"));
-    let yarn = Fixture::start(move |req| match req.path() {
-        "/nothing" => Reply::new(204).with("X-Fixture", "204"),
-        "/cached" => Reply::new(304)
-            .with("ETag", "\"v1\"")
-            .with("X-Fixture", "304"),
-        _ => Reply::html(page.clone()).with("X-Fixture", "page"),
+    let yarn = Site::start(move |req| match req.path() {
+        "/nothing" => Reply::new(204).with("X-Site", "204"),
+        "/cached" => Reply::new(304).with("ETag", "\"v1\"").with("X-Site", "304"),
+        _ => Reply::html(page.clone()).with("X-Site", "page"),
     });
     let p = start_pylon(
         &format!("routes:\n  yarn:\n    rewrite:{YARN_RULES}"),
@@ -911,7 +564,7 @@ fn bodiless_responses_pass_untouched_on_a_kept_alive_connection() {
 
     let r = ask(&mut c, "HEAD", "/yarn/page");
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("X-Fixture"), Some("page"));
+    assert_eq!(r.header("X-Site"), Some("page"));
     assert!(r.body.is_empty());
     if let Some(len) = r.header("Content-Length") {
         assert_eq!(
@@ -921,10 +574,10 @@ fn bodiless_responses_pass_untouched_on_a_kept_alive_connection() {
         );
     }
     let r = ask(&mut c, "GET", "/yarn/nothing");
-    assert_eq!((r.status, r.header("X-Fixture")), (204, Some("204")));
+    assert_eq!((r.status, r.header("X-Site")), (204, Some("204")));
     assert!(r.body.is_empty());
     let r = ask(&mut c, "GET", "/yarn/cached");
-    assert_eq!((r.status, r.header("X-Fixture")), (304, Some("304")));
+    assert_eq!((r.status, r.header("X-Site")), (304, Some("304")));
     assert!(r.body.is_empty());
     let r = ask(&mut c, "GET", "/yarn/page");
     assert_eq!(r.status, 200);
@@ -1001,7 +654,7 @@ fn a_compressed_body_from_a_misbehaving_upstream_passes_untouched() {
     let gz = gzip_stored(json.as_bytes());
     assert_eq!(gunzip(&gz), json.as_bytes(), "the fixture's own gzip");
     // It compresses although Pylon asked for no encoding.
-    let rest = Fixture::pages(vec![(
+    let rest = Site::pages(vec![(
         "/api/v1/jobs/mnist",
         Reply::typed("application/json", gz.clone()).with("Content-Encoding", "gzip"),
     )]);
@@ -1031,7 +684,7 @@ fn matches_straddling_every_read_boundary_give_the_same_result() {
         ),
         yarn_page(|host, path| format!("{PUBLIC}/a/{host}:8042/{path}"))
     );
-    let grafana = Fixture::pages(vec![
+    let grafana = Site::pages(vec![
         ("/whole", Reply::html(page.clone())),
         (
             "/one-byte-per-write",
@@ -1079,7 +732,7 @@ fn a_50_mb_page_streams_through_the_rules_in_bounded_memory() {
     let head_out = b"<html><head><base href=\"/yarn/\" /></head><body><table>\n".to_vec();
     let tail = b"</table></body></html>\n".to_vec();
     let count = SIZE / unit_in.len();
-    let yarn = Fixture::pages(vec![(
+    let yarn = Site::pages(vec![(
         "/cluster/apps",
         Reply::html("").body(Body::Repeated {
             head: head_in,
@@ -1137,9 +790,9 @@ fn a_50_mb_page_streams_through_the_rules_in_bounded_memory() {
 
 #[test]
 fn redirects_to_upstreams_become_public_urls() {
-    let prom = Fixture::idle();
+    let prom = Site::idle();
     let prom_uri = prom.uri();
-    let grafana = Fixture::start(move |req| {
+    let grafana = Site::start(move |req| {
         let own = own_uri(req);
         match req.path() {
             "/login-absolute" => Reply::redirect(302, &format!("{own}/login")),
@@ -1160,14 +813,14 @@ fn redirects_to_upstreams_become_public_urls() {
             _ => Reply::new(404),
         }
     });
-    let rest = Fixture::start(|req| {
+    let rest = Site::start(|req| {
         let own = own_uri(req);
         Reply::new(201)
             .with("Location", &format!("{own}/api/v2/jobs/alice~mnist"))
             .with("Content-Type", "application/json")
             .body(Body::Whole(b"{\"message\":\"created\"}".to_vec()))
     });
-    let k8s = Fixture::start(|req| {
+    let k8s = Site::start(|req| {
         let own = own_uri(req);
         Reply::redirect(301, &format!("{own}/api/v1/"))
     });
@@ -1269,9 +922,9 @@ fn split_suffixed(etag: &str) -> (String, String) {
 }
 
 /// A REST server that validates with strong and weak ETags.
-fn etag_server() -> Fixture {
+fn etag_server() -> Site {
     let body = job_json(|hp, path| format!("http://{hp}/{path}"));
-    Fixture::start(move |req| {
+    Site::start(move |req| {
         let tag = if req.path().ends_with("/weak") {
             "W/\"w-41\""
         } else {
@@ -1284,7 +937,7 @@ fn etag_server() -> Fixture {
     })
 }
 
-fn rest_pylon(rules: &str, rest: &Fixture) -> Pylon {
+fn rest_pylon(rules: &str, rest: &Site) -> Pylon {
     start_pylon(
         &format!("routes:\n  rest-server:\n    rewrite:{rules}"),
         &[("REST_SERVER_URI", rest.uri())],
@@ -1365,8 +1018,8 @@ fn etags_carry_the_rules_hash_and_stale_validators_are_dropped() {
 
 /// A namenode that sends CREATE and OPEN to `datanode`, with a body that
 /// some namenode versions add and pyhdfs rejects.
-fn namenode(datanode: SocketAddr) -> Fixture {
-    Fixture::start(move |req| {
+fn namenode(datanode: SocketAddr) -> Site {
+    Site::start(move |req| {
         let op = req
             .query()
             .split('&')
@@ -1395,9 +1048,9 @@ fn namenode(datanode: SocketAddr) -> Fixture {
 type Files = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
 /// A datanode that keeps what is written and returns it.
-fn datanode() -> Fixture {
+fn datanode() -> Site {
     let files: Files = Arc::default();
-    Fixture::start(move |req| {
+    Site::start(move |req| {
         let mut files = files.lock().expect("files");
         match req.method.as_str() {
             "PUT" => {
@@ -1446,7 +1099,7 @@ fn put_expecting_continue(addr: SocketAddr, target: &str, data: &[u8]) -> Respon
 #[test]
 fn webhdfs_create_and_open_go_through_a_on_both_prefixes() {
     let dn = datanode();
-    let nn = namenode(dn.addr);
+    let nn = namenode(dn.addr());
     let p = start_pylon(
         "hostport:\n  allow: [\"127.0.0.1/32\"]\n  allow_loopback: true\n",
         &[("WEBHDFS_URI", nn.uri())],
@@ -1465,7 +1118,7 @@ fn webhdfs_create_and_open_go_through_a_on_both_prefixes() {
         let query = "op=CREATE&overwrite=true&namenoderpcaddress=nn1:8020&createparent=true";
         assert_eq!(
             r.header("Location"),
-            Some(format!("{PUBLIC}/a/{}/webhdfs/v1{file}?{query}", dn.addr).as_str()),
+            Some(format!("{PUBLIC}/a/{}/webhdfs/v1{file}?{query}", dn.addr()).as_str()),
             "{prefix}"
         );
         assert!(r.body.is_empty(), "{prefix}: 307 body {:?}", text(&r));
@@ -1513,7 +1166,7 @@ fn webhdfs_create_and_open_go_through_a_on_both_prefixes() {
 
 #[test]
 fn a_destinations_are_counted_under_their_own_route_label() {
-    let target = Fixture::start(|_| Reply::typed("text/plain", "reached\n"));
+    let target = Site::start(|_| Reply::typed("text/plain", "reached\n"));
     let p = start_pylon(
         "hostport:\n  allow: [\"127.0.0.1/32\"]\n  allow_loopback: true\n",
         &[] as &[(&str, String)],
@@ -1539,9 +1192,9 @@ fn a_destinations_are_counted_under_their_own_route_label() {
 
 #[test]
 fn a_refuses_what_is_not_allowed_and_the_target_sees_nothing() {
-    let target = Fixture::start(|_| Reply::typed("text/plain", "reached\n"));
+    let target = Site::start(|_| Reply::typed("text/plain", "reached\n"));
     // 127.0.0.2 is loopback too on Linux, but outside a /32 for 127.0.0.1.
-    let elsewhere = Fixture::start_on(Ipv4Addr::new(127, 0, 0, 2), |_| {
+    let elsewhere = Site::start_on(Ipv4Addr::new(127, 0, 0, 2), |_| {
         Reply::typed("text/plain", "reached\n")
     });
     let t = target.port();
@@ -1607,7 +1260,7 @@ fn a_refuses_what_is_not_allowed_and_the_target_sees_nothing() {
         &format!("/yarn/127.0.0.2:{}/node", elsewhere.port()),
     );
     assert_eq!(r.status, 403, "/yarn/ checks its destination as /a/ does");
-    target.seen.lock().expect("seen lock").clear();
+    target.clear();
     let allowed_connections = target.connections();
 
     // Ports listed: any other port is refused.
@@ -1868,19 +1521,19 @@ impl Nginx {
 
 #[test]
 fn pylon_rewrites_as_nginx_did_with_the_original_rules() {
-    let (k8s, prom, dash) = (Fixture::idle(), Fixture::idle(), Fixture::idle());
+    let (k8s, prom, dash) = (Site::idle(), Site::idle(), Site::idle());
     let dn = datanode();
-    let nn = namenode(dn.addr);
-    let grafana = Fixture::start(move |req| match req.path() {
+    let nn = namenode(dn.addr());
+    let grafana = Site::start(move |req| match req.path() {
         "/" => Reply::html(grafana_original()),
         "/login" => Reply::redirect(302, "/login/generic_oauth"),
         "/absolute" => Reply::redirect(302, &format!("{}/d/home", own_uri(req))),
         _ => Reply::new(404),
     });
-    let yarn = Fixture::pages(vec![("/cluster/apps", Reply::html(YARN_APPS_PAGE))]);
+    let yarn = Site::pages(vec![("/cluster/apps", Reply::html(YARN_APPS_PAGE))]);
     let log_json = r#"{"containerLog":"http://10.0.1.7:9103/log-manager/tail/container_1/stdout"}"#;
     let job = job_json(|hp, path| format!("http://{hp}/{path}"));
-    let rest = Fixture::start(move |req| match req.path() {
+    let rest = Site::start(move |req| match req.path() {
         "/api/v1/jobs/mnist" => Reply::typed("application/json", job.clone()),
         "/api/v1/jobs/mnist/log" => Reply::typed("application/json", log_json),
         "/api/v2/jobs" => Reply::new(201)
@@ -1893,13 +1546,13 @@ fn pylon_rewrites_as_nginx_did_with_the_original_rules() {
         _ => Reply::new(404),
     });
     let uris = [
-        ("URI_REST", rest.addr.to_string()),
-        ("URI_K8S", k8s.addr.to_string()),
-        ("URI_HDFS", nn.addr.to_string()),
-        ("URI_PROM", prom.addr.to_string()),
-        ("URI_DASH", dash.addr.to_string()),
-        ("URI_YARN", yarn.addr.to_string()),
-        ("URI_GRAFANA", grafana.addr.to_string()),
+        ("URI_REST", rest.addr().to_string()),
+        ("URI_K8S", k8s.addr().to_string()),
+        ("URI_HDFS", nn.addr().to_string()),
+        ("URI_PROM", prom.addr().to_string()),
+        ("URI_DASH", dash.addr().to_string()),
+        ("URI_YARN", yarn.addr().to_string()),
+        ("URI_GRAFANA", grafana.addr().to_string()),
     ];
     let uris: Vec<(&str, &str)> = uris.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // Upper case: nginx's sub_filter ignores case, Pylon's literal rules
@@ -1907,11 +1560,11 @@ fn pylon_rewrites_as_nginx_did_with_the_original_rules() {
     let portal_page = format!(
         "{}<a href=\"HTTP://{}/api/v1/jobs\">shouting</a>\n",
         fill(PORTAL_PAGE, &uris),
-        rest.addr
+        rest.addr()
     );
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend_from_slice(format!("tEXtsource=http://{}/api", rest.addr).as_bytes());
-    let portal = Fixture::pages(vec![
+    png.extend_from_slice(format!("tEXtsource=http://{}/api", rest.addr()).as_bytes());
+    let portal = Site::pages(vec![
         ("/index.html", Reply::html(portal_page.clone())),
         ("/logo.png", Reply::typed("image/png", png.clone())),
     ]);
@@ -1981,7 +1634,7 @@ fn pylon_rewrites_as_nginx_did_with_the_original_rules() {
             assert_eq!((n.status, p.status), (307, 307), "{prefix} {op}");
             assert!(
                 n.header("Location")
-                    .is_some_and(|l| l.starts_with(&format!("{PUBLIC}/a/{}/", dn.addr))),
+                    .is_some_and(|l| l.starts_with(&format!("{PUBLIC}/a/{}/", dn.addr()))),
                 "nginx {prefix} {op}: {:?}",
                 n.headers
             );
@@ -2014,7 +1667,7 @@ fn pylon_rewrites_as_nginx_did_with_the_original_rules() {
     //    ignores case.
     let (n, p) = both("GET", "/index.html", b"");
     let nginx_portal = text(&n);
-    let hdfs = nn.addr.to_string();
+    let hdfs = nn.addr().to_string();
     let expected = nginx_portal
         .replace(&format!("http://{hdfs}/webhdfs"), "/webhdfs/api")
         .replace(&format!("http://{hdfs}"), "/webhdfs")
@@ -2022,7 +1675,7 @@ fn pylon_rewrites_as_nginx_did_with_the_original_rules() {
         .replace("'/kubernetes-dashboard/'", "'/kubernetes-dashboard'")
         .replace(
             "<a href=\"/rest-server/api/v1/jobs\">shouting",
-            &format!("<a href=\"HTTP://{}/api/v1/jobs\">shouting", rest.addr),
+            &format!("<a href=\"HTTP://{}/api/v1/jobs\">shouting", rest.addr()),
         );
     assert!(
         nginx_portal.contains("<a href=\"/rest-server/api/v1/jobs\">shouting"),

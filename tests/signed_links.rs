@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::site::{Reply, Site};
 use common::{
-    admin_get, pylon_command, request, series_value, Client, Conn, KillOnDrop, Pylon, Response,
-    TempDir, IO_TIMEOUT,
+    admin_get, pylon_command, request, series_value, Client, KillOnDrop, Pylon, Response, TempDir,
 };
 
 const HOST: &str = "pylon.example.org:8080";
@@ -26,159 +26,15 @@ const TOKEN_LEN: usize = 48;
 
 // ------------------------------------------------------------------ fixture
 
-#[derive(Debug, Clone)]
-struct Req {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Req {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
-    }
-
-    fn query(&self) -> &str {
-        self.target.split_once('?').map_or("", |(_, q)| q)
-    }
-}
-
-/// Status, headers and body of a fixture's answer.
-type Reply = (u16, Vec<(String, String)>, Vec<u8>);
-
 fn reply(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
-    (
-        status,
-        vec![("Content-Type".into(), content_type.into())],
-        body.into(),
-    )
-}
-
-/// An HTTP/1.1 server (keep-alive, `100 Continue` before an expected body)
-/// that records every request and answers with its handler's reply.
-struct Site {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Req>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Site {
-    fn start(handler: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Site {
-        Site::start_on(Ipv4Addr::LOCALHOST, handler)
-    }
-
-    fn start_on(ip: Ipv4Addr, handler: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Site {
-        let listener = TcpListener::bind((ip, 0)).expect("bind site");
-        let addr = listener.local_addr().expect("site address");
-        let handler = Arc::new(handler);
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (seen.clone(), stop.clone());
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                if st.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Ok(stream) = stream else { continue };
-                let (h, s) = (handler.clone(), s.clone());
-                thread::spawn(move || serve(stream, &*h, &s));
-            }
-        });
-        Site { addr, seen, stop }
-    }
-
-    fn uri(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn seen(&self) -> Vec<Req> {
-        self.seen.lock().expect("seen lock").clone()
-    }
-
-    fn count(&self) -> usize {
-        self.seen.lock().expect("seen lock").len()
-    }
-
-    fn last(&self) -> Req {
-        self.seen().pop().expect("the site received no request")
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-    }
-}
-
-fn serve(stream: TcpStream, handler: &(dyn Fn(&Req) -> Reply + Sync), seen: &Mutex<Vec<Req>>) {
-    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = stream.set_nodelay(true);
-    let mut conn = Conn::new(stream);
-    while let Ok(Some((line, headers))) = conn.read_head() {
-        let mut parts = line.splitn(3, ' ');
-        let method = parts.next().unwrap_or("").to_string();
-        let target = parts.next().unwrap_or("").to_string();
-        let mut req = Req {
-            method,
-            target,
-            headers,
-            body: Vec::new(),
-        };
-        if req
-            .header("expect")
-            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-            && conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err()
-        {
-            return;
-        }
-        let n: u64 = req
-            .header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = Vec::new();
-        if conn
-            .read_exact_with(n, &mut |b| body.extend_from_slice(b))
-            .is_err()
-        {
-            return;
-        }
-        req.body = body;
-        seen.lock().expect("seen lock").push(req.clone());
-        let (status, headers, body) = handler(&req);
-        let mut head = format!("HTTP/1.1 {status} Site\r\n");
-        for (k, v) in &headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-        let mut out = head.into_bytes();
-        out.extend_from_slice(&body);
-        if conn.write_all(&out).is_err() {
-            return;
-        }
-    }
+    Reply::typed(content_type, body).status(status)
 }
 
 /// A namenode that sends CREATE and OPEN to `datanode`.
 fn namenode(datanode: SocketAddr) -> Site {
     Site::start(move |req| {
         let location = format!("http://{datanode}{}?{}", req.path(), req.query());
-        (
-            307,
-            vec![
-                ("Location".into(), location),
-                ("Content-Type".into(), "application/json".into()),
-            ],
-            b"{}".to_vec(),
-        )
+        reply(307, "application/json", "{}").with("Location", &location)
     })
 }
 
@@ -281,7 +137,7 @@ fn webhdfs_create_and_open_go_through_a_signed_redirect() {
     let dir = TempDir::new("signed-webhdfs");
     let key = key_file(&dir, "hostport.key", KEY1);
     let dn = datanode_on(Ipv4Addr::LOCALHOST);
-    let nn = namenode(dn.addr);
+    let nn = namenode(dn.addr());
     let p = Pylon::start(
         &hostport(&format!("  signing_key_file: {}\n", key.display())),
         &[("WEBHDFS_URI", nn.uri())],
@@ -291,12 +147,12 @@ fn webhdfs_create_and_open_go_through_a_signed_redirect() {
     let r = send(p.addr(), "PUT", "/webhdfs/api/v1/tmp/f?op=CREATE");
     assert_eq!(r.status, 307, "{}", text(&r));
     let to = follow(&r);
-    let signed_prefix = format!("/a/{}~", dn.addr);
+    let signed_prefix = format!("/a/{}~", dn.addr());
     assert!(to.starts_with(&signed_prefix), "{to}");
     let token = token_of(&to);
     assert_eq!(
         to,
-        format!("/a/{}~{token}/webhdfs/v1/tmp/f?op=CREATE", dn.addr)
+        format!("/a/{}~{token}/webhdfs/v1/tmp/f?op=CREATE", dn.addr())
     );
 
     let r = put_expecting_continue(p.addr(), &to, data);
@@ -307,10 +163,10 @@ fn webhdfs_create_and_open_go_through_a_signed_redirect() {
         "token not forwarded"
     );
     assert!(s.body == data, "datanode got {} bytes", s.body.len());
-    assert_eq!(s.header("Host"), Some(dn.addr.to_string().as_str()));
+    assert_eq!(s.header("Host"), Some(dn.addr().to_string().as_str()));
     assert_eq!(
         s.header("X-Forwarded-Prefix"),
-        Some(format!("/a/{}", dn.addr).as_str())
+        Some(format!("/a/{}", dn.addr()).as_str())
     );
     assert!(
         s.headers.iter().all(|(_, v)| !v.contains(token)),
@@ -340,7 +196,7 @@ fn unsigned_forged_expired_and_misdirected_links_get_403_and_reach_nothing() {
     let other = datanode_on(Ipv4Addr::LOCALHOST);
     // 127.0.0.2 is loopback too, but outside hostport.allow.
     let outside = datanode_on(Ipv4Addr::new(127, 0, 0, 2));
-    let (dn_addr, outside_addr) = (dn.addr, outside.addr);
+    let (dn_addr, outside_addr) = (dn.addr(), outside.addr());
     let nn = Site::start(move |req| {
         let to = if req.path().contains("/outside") {
             outside_addr
@@ -348,7 +204,7 @@ fn unsigned_forged_expired_and_misdirected_links_get_403_and_reach_nothing() {
             dn_addr
         };
         let location = format!("http://{to}{}?{}", req.path(), req.query());
-        (307, vec![("Location".into(), location)], Vec::new())
+        Reply::new(307).with("Location", &location)
     });
     let p = Pylon::start(
         &hostport(&format!(
@@ -361,7 +217,7 @@ fn unsigned_forged_expired_and_misdirected_links_get_403_and_reach_nothing() {
     let signed = follow(&r);
     let token = token_of(&signed).to_string();
     let rest = "/webhdfs/v1/f?op=OPEN";
-    assert_eq!(signed, format!("/a/{}~{token}{rest}", dn.addr));
+    assert_eq!(signed, format!("/a/{}~{token}{rest}", dn.addr()));
     let r = get(p.addr(), &signed);
     assert_eq!(r.status, 404, "the datanode answered: {}", text(&r));
     let seen = dn.count();
@@ -370,18 +226,27 @@ fn unsigned_forged_expired_and_misdirected_links_get_403_and_reach_nothing() {
     tampered[10] = if tampered[10] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).expect("ASCII");
     let cases = [
-        ("unsigned", format!("/a/{}{rest}", dn.addr)),
-        ("unsigned", format!("/yarn/{}/node", dn.addr)),
-        ("bad_signature", format!("/a/{}~{tampered}{rest}", dn.addr)),
+        ("unsigned", format!("/a/{}{rest}", dn.addr())),
+        ("unsigned", format!("/yarn/{}/node", dn.addr())),
         (
             "bad_signature",
-            format!("/a/{}~{}{rest}", dn.addr, &token[1..]),
+            format!("/a/{}~{tampered}{rest}", dn.addr()),
         ),
-        ("bad_signature", format!("/a/{}~{token}{rest}", other.addr)),
-        ("bad_signature", format!("/yarn/{}~{token}{rest}", dn.addr)),
         (
             "bad_signature",
-            format!("/log-manager/{}~{token}{rest}", dn.addr),
+            format!("/a/{}~{}{rest}", dn.addr(), &token[1..]),
+        ),
+        (
+            "bad_signature",
+            format!("/a/{}~{token}{rest}", other.addr()),
+        ),
+        (
+            "bad_signature",
+            format!("/yarn/{}~{token}{rest}", dn.addr()),
+        ),
+        (
+            "bad_signature",
+            format!("/log-manager/{}~{token}{rest}", dn.addr()),
         ),
     ];
     for (reason, path) in &cases {
@@ -430,7 +295,7 @@ fn a_rotated_out_key_is_accepted_during_its_grace_only() {
     let k1 = key_file(&dir, "k1", KEY1);
     let k2 = key_file(&dir, "k2", KEY2);
     let dn = datanode_on(Ipv4Addr::LOCALHOST);
-    let nn = namenode(dn.addr);
+    let nn = namenode(dn.addr());
     let env = [("WEBHDFS_URI", nn.uri())];
     let old = Pylon::start(
         &hostport(&format!("  signing_key_file: {}\n", k1.display())),
@@ -480,7 +345,7 @@ fn a_rotated_out_key_is_accepted_during_its_grace_only() {
         )),
         &env,
     );
-    let r = get(lax.addr(), &format!("/a/{}/x", dn.addr));
+    let r = get(lax.addr(), &format!("/a/{}/x", dn.addr()));
     assert_eq!(r.status, 404, "{}", text(&r));
     assert!(follow(&get(lax.addr(), "/webhdfs/api/v1/f?op=OPEN")).contains('~'));
 }
@@ -491,7 +356,7 @@ fn key_rotation_under_load_loses_no_request() {
     let k1 = key_file(&dir, "k1", KEY1);
     let k2 = key_file(&dir, "k2", KEY2);
     let dn = datanode_on(Ipv4Addr::LOCALHOST);
-    let nn = namenode(dn.addr);
+    let nn = namenode(dn.addr());
     let p = Pylon::start(
         &hostport(&format!("  signing_key_file: {}\n", k1.display())),
         &[("WEBHDFS_URI", nn.uri())],
@@ -697,7 +562,7 @@ fn chromium_follows_signed_node_links_and_their_relative_links() {
         "/logs/stdout" => reply(200, "text/plain", "full log"),
         _ => reply(404, "text/plain", "no such page"),
     });
-    let nm_addr = nm.addr;
+    let nm_addr = nm.addr();
     let rm = Site::start(move |_| {
         reply(
             200,

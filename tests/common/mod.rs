@@ -5,6 +5,8 @@
 //! Each test binary uses a different subset, hence `allow(dead_code)`.
 #![allow(dead_code)]
 
+pub mod site;
+
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
