@@ -5,9 +5,33 @@
 //! client cannot choose the address that rate limits and access rules see.
 
 use std::net::IpAddr;
+use std::sync::LazyLock;
 
 use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
+use pingora::http::CasedHeaderName;
+
+/// `name` written as `case`: parsed once, so inserting it parses nothing,
+/// and written in the case the header has always had on the wire (Pingora
+/// titles only a dozen standard names and writes others in lower case).
+fn cased(name: &'static str, case: &'static str) -> CasedHeaderName {
+    // Both are constants below, spelling the same name (a test builds each).
+    CasedHeaderName::new(HeaderName::from_static(name), case)
+        .unwrap_or_else(|e| panic!("header name {case}: {e}"))
+}
+
+/// Pylon's request id, on the upstream request and on every response.
+pub static X_REQUEST_ID: LazyLock<CasedHeaderName> =
+    LazyLock::new(|| cased("x-request-id", "x-request-id"));
+pub static X_FORWARDED_FOR: LazyLock<CasedHeaderName> =
+    LazyLock::new(|| cased("x-forwarded-for", "X-Forwarded-For"));
+pub static X_REAL_IP: LazyLock<CasedHeaderName> = LazyLock::new(|| cased("x-real-ip", "X-Real-IP"));
+pub static X_FORWARDED_PROTO: LazyLock<CasedHeaderName> =
+    LazyLock::new(|| cased("x-forwarded-proto", "X-Forwarded-Proto"));
+pub static X_FORWARDED_HOST: LazyLock<CasedHeaderName> =
+    LazyLock::new(|| cased("x-forwarded-host", "X-Forwarded-Host"));
+pub static X_FORWARDED_PREFIX: LazyLock<CasedHeaderName> =
+    LazyLock::new(|| cased("x-forwarded-prefix", "X-Forwarded-Prefix"));
 
 pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     let ip = canonical(ip);
@@ -214,6 +238,22 @@ pub fn connection_nominated(values: impl Iterator<Item = impl AsRef<[u8]>>) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn added_header_names_keep_their_wire_case() {
+        let names = [
+            (&X_REQUEST_ID, "x-request-id"),
+            (&X_FORWARDED_FOR, "X-Forwarded-For"),
+            (&X_REAL_IP, "X-Real-IP"),
+            (&X_FORWARDED_PROTO, "X-Forwarded-Proto"),
+            (&X_FORWARDED_HOST, "X-Forwarded-Host"),
+            (&X_FORWARDED_PREFIX, "X-Forwarded-Prefix"),
+        ];
+        for (name, case) in names {
+            assert_eq!(name.as_slice(), case.as_bytes());
+            assert_eq!(name.name().as_str(), case.to_ascii_lowercase());
+        }
+    }
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|s| s.parse().unwrap()).collect()
