@@ -232,7 +232,7 @@ pub fn host_allowed(host: Option<&[u8]>, names: &[String]) -> bool {
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
 /// removed in both directions. `Transfer-Encoding` is left to Pingora, which
 /// owns the framing.
-pub const HOP_BY_HOP: [HeaderName; 6] = [
+pub static HOP_BY_HOP: [HeaderName; 6] = [
     http::header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -249,8 +249,17 @@ pub fn connection_nominated(values: impl Iterator<Item = impl AsRef<[u8]>>) -> V
             continue;
         };
         for token in s.split(',') {
-            let t = token.trim().to_ascii_lowercase();
-            if !t.is_empty() && t != "close" && t != "keep-alive" && !out.contains(&t) {
+            let t = token.trim();
+            // Checked before lower-casing: `keep-alive`, the usual token,
+            // needs no copy.
+            if t.is_empty()
+                || t.eq_ignore_ascii_case("close")
+                || t.eq_ignore_ascii_case("keep-alive")
+            {
+                continue;
+            }
+            let t = t.to_ascii_lowercase();
+            if !out.contains(&t) {
                 out.push(t);
             }
         }
@@ -390,5 +399,7 @@ mod tests {
         let v =
             connection_nominated([&b"keep-alive, X-Foo"[..], &b"close,x-bar ,"[..]].into_iter());
         assert_eq!(v, vec!["x-foo", "x-bar"]);
+        let v = connection_nominated([&b"Keep-Alive, CLOSE, X-Foo, x-foo"[..]].into_iter());
+        assert_eq!(v, vec!["x-foo"]);
     }
 }
