@@ -96,17 +96,30 @@ impl Upstream {
     /// exists.
     pub fn peer(&self, avoid: Option<&SocketAddr>) -> Option<Box<HttpPeer>> {
         let not_avoided = |b: &Backend| avoid.is_none_or(|a| b.addr.as_inet() != Some(a));
-        // Healthy and not the one that just failed; then any healthy one;
-        // then, with every endpoint marked down, still try one, as nginx
-        // does: a failing health check is a hint, a 502 without trying is final.
-        let backend = self
-            .lb
-            .select_with(b"", 32, |b, healthy| healthy && not_avoided(b))
-            .or_else(|| self.lb.select(b"", 32))
-            .or_else(|| self.lb.select_with(b"", 32, |b, _| not_avoided(b)))
-            .or_else(|| self.lb.select_with(b"", 32, |_, _| true))?;
+        // A lone endpoint is what every step below ends with, healthy or
+        // not, avoided or not; asking the balancer for it cost more than
+        // the rest of this hook.
+        let backends = self.lb.backends().get_backend();
+        let lone = match backends.len() {
+            1 => backends.first().map(|b| b.addr.clone()),
+            _ => None,
+        };
+        let addr = match lone {
+            Some(addr) => addr,
+            // Healthy and not the one that just failed; then any healthy one;
+            // then, with every endpoint marked down, still try one, as nginx
+            // does: a failing health check is a hint, a 502 without trying is final.
+            None => {
+                self.lb
+                    .select_with(b"", 32, |b, healthy| healthy && not_avoided(b))
+                    .or_else(|| self.lb.select(b"", 32))
+                    .or_else(|| self.lb.select_with(b"", 32, |b, _| not_avoided(b)))
+                    .or_else(|| self.lb.select_with(b"", 32, |_, _| true))?
+                    .addr
+            }
+        };
         let mut peer = Box::new(self.template.clone());
-        peer._address = backend.addr;
+        peer._address = addr;
         Some(peer)
     }
 

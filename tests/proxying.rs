@@ -66,6 +66,48 @@ fn forwarded_headers_from_an_untrusted_client_are_replaced() {
 }
 
 #[test]
+fn added_headers_are_sent_in_their_usual_case() {
+    let (up, p) = one_route("rest-server");
+    // The client's own spellings are replaced along with its values.
+    let r = request(
+        p.addr(),
+        b"GET /rest-server/case HTTP/1.1\r\n\
+          host: pylon.test\r\n\
+          x-forwarded-for: 6.6.6.6\r\n\
+          X-REAL-IP: 6.6.6.6\r\n\
+          x-forwarded-proto: https\r\n\
+          X-Request-Id: client-chosen\r\n\
+          Connection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let response_names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        response_names.contains(&"x-request-id"),
+        "{response_names:?}"
+    );
+    let seen = up.last();
+    let names: Vec<&str> = seen.headers.iter().map(|(n, _)| n.as_str()).collect();
+    for name in [
+        "Host",
+        "x-request-id",
+        "X-Forwarded-For",
+        "X-Real-IP",
+        "X-Forwarded-Proto",
+        "X-Forwarded-Host",
+        "X-Forwarded-Prefix",
+    ] {
+        assert_eq!(
+            names
+                .iter()
+                .filter(|n| n.eq_ignore_ascii_case(name))
+                .collect::<Vec<_>>(),
+            [&name],
+            "{names:?}"
+        );
+    }
+}
+
+#[test]
 fn forwarded_headers_from_a_trusted_proxy_are_kept_and_appended() {
     let up = Upstream::start("rest-server");
     let p = Pylon::start(

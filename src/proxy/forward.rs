@@ -7,9 +7,11 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 use pingora::ErrorType;
 
-use super::reply::X_REQUEST_ID;
 use super::state::{is_tls, peer_ip, Ctx, Pylon, Target};
-use crate::headers;
+use crate::headers::{
+    self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PREFIX, X_FORWARDED_PROTO, X_REAL_IP,
+    X_REQUEST_ID,
+};
 use crate::redirect;
 
 impl Pylon {
@@ -132,33 +134,37 @@ impl Pylon {
         req: &mut RequestHeader,
         ctx: &Ctx,
     ) -> Result<()> {
-        req.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
+        req.insert_header(&*X_REQUEST_ID, ctx.request_id.clone())?;
         let trusted = ctx.peer_trusted;
         if let Some(peer) = peer_ip(session) {
             let xff = headers::forwarded_for(
                 peer,
-                req.headers.get("x-forwarded-for").map(|v| v.as_bytes()),
+                req.headers
+                    .get(X_FORWARDED_FOR.name())
+                    .map(|v| v.as_bytes()),
                 &self.trusted,
             );
-            req.insert_header("X-Forwarded-For", xff)?;
+            req.insert_header(&*X_FORWARDED_FOR, xff)?;
         }
         if let Some(ip) = ctx.client_ip {
-            req.insert_header("X-Real-IP", headers::ip_value(ip))?;
+            req.insert_header(&*X_REAL_IP, headers::ip_value(ip))?;
         }
         let proto = headers::forwarded_proto(
             if is_tls(session) { "https" } else { "http" },
             trusted,
-            req.headers.get("x-forwarded-proto").map(|v| v.as_bytes()),
+            req.headers
+                .get(X_FORWARDED_PROTO.name())
+                .map(|v| v.as_bytes()),
         );
-        req.insert_header("X-Forwarded-Proto", proto)?;
-        let forwarded_host = match req.headers.get("x-forwarded-host") {
+        req.insert_header(&*X_FORWARDED_PROTO, proto)?;
+        let forwarded_host = match req.headers.get(X_FORWARDED_HOST.name()) {
             Some(h) if trusted => Some(h.clone()),
             _ => ctx.authority.clone(),
         };
         match forwarded_host {
-            Some(h) => req.insert_header("X-Forwarded-Host", h)?,
+            Some(h) => req.insert_header(&*X_FORWARDED_HOST, h)?,
             None => {
-                req.remove_header("X-Forwarded-Host");
+                req.remove_header(X_FORWARDED_HOST.name());
             }
         }
         let prefix = match &ctx.target {
@@ -167,9 +173,9 @@ impl Pylon {
             Target::Local => None,
         };
         match prefix {
-            Some(p) if p.as_bytes() != b"/" => req.insert_header("X-Forwarded-Prefix", p)?,
+            Some(p) if p.as_bytes() != b"/" => req.insert_header(&*X_FORWARDED_PREFIX, p)?,
             _ => {
-                req.remove_header("X-Forwarded-Prefix");
+                req.remove_header(X_FORWARDED_PREFIX.name());
             }
         }
         Ok(())

@@ -14,8 +14,7 @@ use pingora::{ErrorSource, ErrorType};
 
 use super::state::{is_tls, Ctx, Pylon};
 use crate::connection_guard::ClockedStream;
-
-pub(super) const X_REQUEST_ID: &str = "x-request-id";
+use crate::headers::X_REQUEST_ID;
 
 /// A response Pylon answers itself: what a step hands back instead of
 /// letting the request go on.
@@ -92,7 +91,7 @@ impl Pylon {
         ctx: &Ctx,
     ) -> Result<()> {
         if !ctx.request_id.is_empty() {
-            resp.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
+            resp.insert_header(&*X_REQUEST_ID, ctx.request_id.clone())?;
         }
         if let Some(hsts) = self.hsts.as_ref().filter(|_| is_tls(session)) {
             resp.insert_header(STRICT_TRANSPORT_SECURITY, hsts.clone())?;

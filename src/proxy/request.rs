@@ -10,12 +10,12 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 use pingora::ErrorType;
 
-use super::reply::{Reply, X_REQUEST_ID};
+use super::reply::Reply;
 use super::state::{peer_ip, Ctx, Pylon, Route, Target};
 use crate::authority;
 use crate::config::Limits;
 use crate::connection_guard::ClockedStream;
-use crate::headers;
+use crate::headers::{self, X_FORWARDED_FOR, X_REQUEST_ID};
 use crate::path::{self, Target as Normalised};
 use crate::routing;
 use crate::transfer_coding;
@@ -50,12 +50,15 @@ impl Pylon {
 
         let req = session.req_header();
         if let Some(peer) = peer_ip(session) {
-            let xff = req.headers.get("x-forwarded-for").map(|v| v.as_bytes());
+            let xff = req
+                .headers
+                .get(X_FORWARDED_FOR.name())
+                .map(|v| v.as_bytes());
             ctx.peer_trusted = headers::is_trusted(peer, &self.trusted);
             ctx.client_ip = Some(headers::real_client_ip(peer, xff, &self.trusted));
         }
         // Kept from a trusted proxy, so one id follows a request end to end.
-        ctx.request_id = match req.headers.get(X_REQUEST_ID) {
+        ctx.request_id = match req.headers.get(X_REQUEST_ID.name()) {
             Some(v) if ctx.peer_trusted && headers::acceptable_request_id(v.as_bytes()) => {
                 v.clone()
             }

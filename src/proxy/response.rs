@@ -2,7 +2,7 @@
 //! do to an upstream response before the client sees it.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
@@ -12,6 +12,10 @@ use crate::headers;
 use crate::link_signing::{self, Signer};
 use crate::redirect::{self, PublicOrigin};
 use crate::rewrite::{Stamp, Streamer, Vars};
+
+/// Not one of `http`'s constants; a name given as text is parsed at each
+/// lookup.
+const REFRESH: HeaderName = HeaderName::from_static("refresh");
 
 impl Pylon {
     /// A 101: an upgraded connection (WebSocket: kubectl exec, notebooks)
@@ -39,7 +43,7 @@ impl Pylon {
         };
         let has_redirect = resp.headers.contains_key(LOCATION)
             || resp.headers.contains_key(http::header::CONTENT_LOCATION)
-            || resp.headers.contains_key("refresh");
+            || resp.headers.contains_key(REFRESH);
         if !has_redirect && route.cfg.rewrite.is_none() {
             // The common case: nothing to rewrite, nothing to allocate.
             return Ok(());
@@ -125,7 +129,7 @@ impl Pylon {
         }
         let refresh = resp
             .headers
-            .get("refresh")
+            .get(REFRESH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| self.redirects.refresh(v, public, route.index));
         if let Some(v) = refresh {
@@ -164,12 +168,28 @@ impl Pylon {
 /// response removed: they describe the upstream connection, not the
 /// client's.
 pub(super) fn hop_by_hop(resp: &mut ResponseHeader) {
-    let nominated = headers::connection_nominated(resp.headers.get_all("connection").iter());
+    // Which of them the response carries, from one pass over its names:
+    // usually `Connection` alone, and a hashed lookup for each of the six
+    // cost more than the pass.
+    let present = resp.headers.keys().fold(0u8, |present, name| {
+        match headers::HOP_BY_HOP.iter().position(|h| h == name) {
+            Some(i) => present | 1 << i,
+            None => present,
+        }
+    });
+    if present == 0 {
+        // No `Connection` either (it is one of them): nothing nominated.
+        return;
+    }
+    let nominated = headers::connection_nominated(resp.headers.get_all(CONNECTION).iter());
     for name in &nominated {
         resp.remove_header(name.as_str());
     }
-    for name in &headers::HOP_BY_HOP {
-        resp.remove_header(name);
+    // In the listed order, as before: a removal reorders the rest.
+    for (i, name) in headers::HOP_BY_HOP.iter().enumerate() {
+        if present & 1 << i != 0 {
+            resp.remove_header(name);
+        }
     }
 }
 

@@ -175,17 +175,51 @@ impl ConnectionNominations {
     }
 }
 
+/// The standard hop-by-hop fields, which describe one connection rather than the message, in the
+/// order they are removed (removal reorders the fields that remain).
+static STANDARD_HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
+    HeaderName::from_static(KEEP_ALIVE),
+    HeaderName::from_static(PROXY_CONNECTION),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+    header::UPGRADE,
+    HeaderName::from_static(HTTP2_SETTINGS),
+];
+const HOP_BY_HOP_COUNT: usize = 10;
+/// All of [`STANDARD_HOP_BY_HOP`], one bit each.
+const ALL_HOP_BY_HOP: u16 = (1 << HOP_BY_HOP_COUNT) - 1;
+/// The fields of an HTTP/1 upgrade handshake: `Connection`, `Upgrade`, `HTTP2-Settings`.
+const UPGRADE_FIELDS: u16 = 0b111 << 7;
+
+/// Remove those of [`STANDARD_HOP_BY_HOP`] that `selected` has a bit for.
+///
+/// Which of them the request carries is found in one pass over its names: a request usually
+/// carries none, or one, and a hashed lookup per field that might be there (for the names
+/// given as text, a parse too) cost several times the pass.
+fn remove_hop_by_hop(req: &mut RequestHeader, selected: u16) {
+    let present = req.headers.keys().fold(0u16, |present, name| {
+        match STANDARD_HOP_BY_HOP.iter().position(|field| field == name) {
+            Some(i) => present | 1 << i,
+            None => present,
+        }
+    });
+    let remove = present & selected;
+    if remove == 0 {
+        return;
+    }
+    for (i, name) in STANDARD_HOP_BY_HOP.iter().enumerate() {
+        if remove & 1 << i != 0 {
+            req.remove_header(name);
+        }
+    }
+}
+
 fn strip_standard_hop_by_hop_headers(req: &mut RequestHeader) {
-    req.remove_header(KEEP_ALIVE);
-    req.remove_header(PROXY_CONNECTION);
-    req.remove_header(&header::PROXY_AUTHENTICATE);
-    req.remove_header(&header::PROXY_AUTHORIZATION);
-    req.remove_header(&header::TE);
-    req.remove_header(&header::TRAILER);
-    req.remove_header(&header::TRANSFER_ENCODING);
-    req.remove_header(&header::CONNECTION);
-    req.remove_header(&header::UPGRADE);
-    req.remove_header(HTTP2_SETTINGS);
+    remove_hop_by_hop(req, ALL_HOP_BY_HOP);
 }
 
 /// Set H1 `Host` from the URI or absolute-form authority.
@@ -354,26 +388,20 @@ pub(crate) fn sanitize_h1_upstream_request(
         nominations.remove_from(req);
     }
 
+    // The upgrade fields go unless preserved, in the same pass as the other hop-by-hop fields; a
+    // WebSocket upgrade gets its normalized handshake back below.
+    let mut selected = 0;
     if policy.strip_hop_by_hop {
-        strip_standard_hop_by_hop_headers(req);
+        selected |= ALL_HOP_BY_HOP;
     }
+    if policy.h1_upgrade != H1UpgradePolicy::Preserve {
+        selected |= UPGRADE_FIELDS;
+    }
+    remove_hop_by_hop(req, selected);
 
-    match policy.h1_upgrade {
-        H1UpgradePolicy::WebSocketOnly => {
-            req.remove_header(&header::CONNECTION);
-            req.remove_header(&header::UPGRADE);
-            req.remove_header(HTTP2_SETTINGS);
-            if websocket_upgrade {
-                req.insert_header(header::CONNECTION, "Upgrade")?;
-                req.insert_header(header::UPGRADE, "websocket")?;
-            }
-        }
-        H1UpgradePolicy::Deny => {
-            req.remove_header(&header::CONNECTION);
-            req.remove_header(&header::UPGRADE);
-            req.remove_header(HTTP2_SETTINGS);
-        }
-        H1UpgradePolicy::Preserve => {}
+    if websocket_upgrade {
+        req.insert_header(header::CONNECTION, "Upgrade")?;
+        req.insert_header(header::UPGRADE, "websocket")?;
     }
 
     Ok(())
@@ -664,6 +692,71 @@ mod tests {
         reconcile_upstream_authority(&mut absolute_deleted).unwrap();
         set_h1_host_from_authority(&mut absolute_deleted).unwrap();
         assert_eq!(absolute_deleted.headers[header::HOST], "client.example");
+    }
+
+    #[test]
+    fn hop_by_hop_fields_go_in_their_listed_order() {
+        let fields = [
+            ("Accept", "*/*"),
+            ("Upgrade", "h2c"),
+            ("X-A", "1"),
+            ("Keep-Alive", "5"),
+            ("TE", "trailers"),
+            ("X-B", "2"),
+            ("Connection", "Upgrade"),
+            ("Trailer", "X-Trailer"),
+            ("HTTP2-Settings", "settings"),
+            ("X-C", "3"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Transfer-Encoding", "chunked"),
+            ("Proxy-Authenticate", "Basic"),
+            ("Proxy-Authorization", "secret"),
+            ("Connection", "close"),
+            ("X-D", "4"),
+        ];
+        let wire = |request: &RequestHeader| {
+            let mut buf = vec![];
+            request.header_to_h1_wire(&mut buf);
+            String::from_utf8(buf).unwrap()
+        };
+        // What one lookup per field, in the listed order, leaves: removal reorders the rest.
+        let one_by_one = |names: &[&str]| {
+            let mut request = request_with_headers(&fields);
+            for name in names {
+                request.remove_header(*name);
+            }
+            wire(&request)
+        };
+
+        let mut request = request_with_headers(&fields);
+        strip_standard_hop_by_hop_headers(&mut request);
+        assert_eq!(
+            wire(&request),
+            one_by_one(&[
+                "keep-alive",
+                "proxy-connection",
+                "proxy-authenticate",
+                "proxy-authorization",
+                "te",
+                "trailer",
+                "transfer-encoding",
+                "connection",
+                "upgrade",
+                "http2-settings",
+            ])
+        );
+        assert_eq!(request.headers.len(), 5);
+
+        let mut request = request_with_headers(&fields);
+        remove_hop_by_hop(&mut request, UPGRADE_FIELDS);
+        assert_eq!(
+            wire(&request),
+            one_by_one(&["connection", "upgrade", "http2-settings"])
+        );
+
+        let mut request = request_with_headers(&fields[..3]);
+        remove_hop_by_hop(&mut request, 0);
+        assert_eq!(wire(&request), wire(&request_with_headers(&fields[..3])));
     }
 
     #[test]
