@@ -38,7 +38,9 @@ pub struct HttpSession {
     response_header_read_buf: BytesMut,
     pub(crate) underlying_stream: Stream,
     raw_header: Option<BufRef>,
-    preread_body: Option<BufRef>,
+    /// Bytes read past the end of the last response header, detached from its buffer so the
+    /// body reader (or the next header parse after a 1xx) adopts them without a copy.
+    preread_body: Option<BytesMut>,
     body_reader: BodyReader,
     body_writer: BodyWriter,
     // timeouts:
@@ -259,8 +261,7 @@ impl HttpSession {
             // next header is cancelled, a future call can resume without dropping the
             // preread bytes.
             if let Some(preread) = self.preread_body.take().filter(|b| !b.is_empty()) {
-                self.response_header_read_buf
-                    .put_slice(preread.get(&self.buf));
+                self.response_header_read_buf = preread;
             } else {
                 // If this next read_response call completes successfully, self.buf
                 // will be reset to the last response + any body.
@@ -305,7 +306,16 @@ impl HttpSession {
                             return self.fail_response_header_read(e);
                         }
 
-                        let buf = std::mem::take(&mut self.response_header_read_buf).freeze();
+                        let mut buf = std::mem::take(&mut self.response_header_read_buf);
+                        // Detach what follows the header in O(1) instead of copying it into the
+                        // body buffer later. Without such bytes, split_off() would only promote
+                        // the buffer to shared storage for nothing.
+                        let preread_body = if s == total_read {
+                            BytesMut::new()
+                        } else {
+                            buf.split_off(s)
+                        };
+                        let buf = buf.freeze();
 
                         for header in header_refs {
                             let header_name = header.get_name_bytes(&buf);
@@ -334,7 +344,7 @@ impl HttpSession {
                         }
 
                         self.raw_header = Some(BufRef(0, s));
-                        self.preread_body = Some(BufRef(s, total_read));
+                        self.preread_body = Some(preread_body);
                         self.buf = buf;
                         self.response_header = Some(response_header);
                         if let Err(e) = self.validate_response() {
@@ -473,17 +483,21 @@ impl HttpSession {
             .await
     }
 
-    /// Read the response body into the internal buffer.
-    /// Return `Ok(Some(ref)) after a successful read.
-    /// Return `Ok(None)` if there is no more body to read.
-    pub async fn read_body_ref(&mut self) -> Result<Option<&[u8]>> {
-        let result = match self.read_timeout {
+    async fn read_body_timed(&mut self) -> Result<Option<BufRef>> {
+        match self.read_timeout {
             Some(t) => match timeout(t, self.do_read_body()).await {
                 Ok(res) => res,
                 Err(_) => Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}")),
             },
             None => self.do_read_body().await,
-        };
+        }
+    }
+
+    /// Read the response body into the internal buffer.
+    /// Return `Ok(Some(ref)) after a successful read.
+    /// Return `Ok(None)` if there is no more body to read.
+    pub async fn read_body_ref(&mut self) -> Result<Option<&[u8]>> {
+        let result = self.read_body_timed().await;
 
         result.map(|maybe_body| {
             maybe_body.map(|body_ref| {
@@ -495,9 +509,16 @@ impl HttpSession {
     }
 
     /// Similar to [`Self::read_body_ref`] but return `Bytes` instead of a slice reference.
+    ///
+    /// The last piece of a body is handed out without a copy when its buffer is small (see
+    /// [`BodyReader::take_body_bytes`]), e.g. a short body read together with the header.
     pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
-        let read = self.read_body_ref().await?;
-        Ok(read.map(Bytes::copy_from_slice))
+        let read = self.read_body_timed().await?;
+        Ok(read.map(|body_ref| {
+            let body = self.body_reader.take_body_bytes(&body_ref);
+            self.body_recv = self.body_recv.saturating_add(body.len());
+            body
+        }))
     }
 
     /// Upstream response body bytes received (payload only; excludes headers/framing).
@@ -677,7 +698,12 @@ impl HttpSession {
     fn init_body_reader(&mut self) {
         if self.body_reader.need_init() {
             // follow https://datatracker.ietf.org/doc/html/rfc9112#section-6.3
-            let preread_body = self.preread_body.as_ref().unwrap().get(&self.buf[..]);
+            enum Framing {
+                Empty,
+                CloseDelimited,
+                Chunked,
+                ContentLength(usize),
+            }
 
             let upgraded = if let Some(code) = self.get_status() {
                 match code.as_u16() {
@@ -686,35 +712,47 @@ impl HttpSession {
                         // informational headers, not enough to init body reader
                         return;
                     }
-                    204 | 304 => {
-                        // no body by definition
-                        self.body_reader.init_content_length(0, preread_body);
-                        return;
-                    }
                     _ => false,
                 }
             } else {
                 false
             };
 
-            if let Some(req) = self.request_written.as_ref() {
-                if req.method == http::method::Method::HEAD {
-                    self.body_reader.init_content_length(0, preread_body);
-                    return;
-                }
-            }
-
-            if upgraded {
-                self.body_reader.init_close_delimited(preread_body);
-                self.close_delimited_resp = true;
+            let framing = if matches!(self.get_status().map(|c| c.as_u16()), Some(204 | 304)) {
+                // no body by definition
+                Framing::Empty
+            } else if self
+                .request_written
+                .as_ref()
+                .is_some_and(|req| req.method == http::method::Method::HEAD)
+            {
+                Framing::Empty
+            } else if upgraded {
+                Framing::CloseDelimited
             } else if self.is_chunked_encoding() {
                 // if chunked encoding, content-length should be ignored
-                self.body_reader.init_chunked(preread_body);
+                Framing::Chunked
             } else if let Some(cl) = self.get_content_length().unwrap_or(None) {
-                self.body_reader.init_content_length(cl, preread_body);
+                Framing::ContentLength(cl)
             } else {
-                self.body_reader.init_close_delimited(preread_body);
-                self.close_delimited_resp = true;
+                Framing::CloseDelimited
+            };
+
+            // Taken only now: after a 1xx the pre-read bytes belong to the next header.
+            let preread_body = self
+                .preread_body
+                .take()
+                .expect("response header must be read");
+            match framing {
+                Framing::Empty => self.body_reader.init_content_length_owned(0, preread_body),
+                Framing::CloseDelimited => {
+                    self.body_reader.init_close_delimited_owned(preread_body);
+                    self.close_delimited_resp = true;
+                }
+                Framing::Chunked => self.body_reader.init_chunked_owned(preread_body),
+                Framing::ContentLength(cl) => {
+                    self.body_reader.init_content_length_owned(cl, preread_body)
+                }
             }
         }
     }
