@@ -55,6 +55,8 @@ pub struct HttpSession {
     keepalive_timeout: KeepaliveStatus,
     pub(crate) digest: Box<Digest>,
     response_header: Option<Box<ResponseHeader>>,
+    // What this session still needs of a response header that was moved out to the caller.
+    handed_over: Option<HandedOverHeader>,
     request_written: Option<Box<RequestHeader>>,
     bytes_sent: usize,
     /// Total response body payload bytes received from upstream
@@ -69,6 +71,17 @@ pub struct HttpSession {
     // If allowed, does not fail with error on invalid content-length
     // (treats as close-delimited response).
     allow_h1_response_invalid_content_length: bool,
+}
+
+/// The parts of a response header that the session itself reads (body framing aside, which is
+/// settled before the header is handed over) after [`HttpSession::read_response_task_take_header`]
+/// moved the header to its caller.
+struct HandedOverHeader {
+    status: StatusCode,
+    version: Version,
+    connection: Option<HeaderValue>,
+    keep_alive: Option<HeaderValue>,
+    transfer_encoding: bool,
 }
 
 /// HTTP 1.x client session
@@ -92,6 +105,7 @@ impl HttpSession {
             body_writer: BodyWriter::new(),
             keepalive_timeout: KeepaliveStatus::Off,
             response_header: None,
+            handed_over: None,
             request_written: None,
             read_timeout: None,
             write_timeout: None,
@@ -347,6 +361,7 @@ impl HttpSession {
                         self.preread_body = Some(preread_body);
                         self.buf = buf;
                         self.response_header = Some(response_header);
+                        self.handed_over = None;
                         if let Err(e) = self.validate_response() {
                             return self.fail_response_header_read(e);
                         }
@@ -473,7 +488,57 @@ impl HttpSession {
 
     /// Return the status code of the response if read
     pub fn get_status(&self) -> Option<StatusCode> {
-        self.response_header.as_ref().map(|h| h.status)
+        match (&self.response_header, &self.handed_over) {
+            (Some(h), _) => Some(h.status),
+            (None, Some(h)) => Some(h.status),
+            (None, None) => None,
+        }
+    }
+
+    fn resp_version(&self) -> Option<Version> {
+        match (&self.response_header, &self.handed_over) {
+            (Some(h), _) => Some(h.version),
+            (None, Some(h)) => Some(h.version),
+            (None, None) => None,
+        }
+    }
+
+    // The `Connection`, `Keep-Alive` and `Transfer-Encoding` fields that keep-alive decisions
+    // read, whether or not the header was handed over.
+    fn resp_connection(&self) -> Option<&HeaderValue> {
+        match &self.handed_over {
+            Some(h) if self.response_header.is_none() => h.connection.as_ref(),
+            _ => self.get_header(header::CONNECTION),
+        }
+    }
+
+    fn resp_keep_alive(&self) -> Option<&HeaderValue> {
+        match &self.handed_over {
+            Some(h) if self.response_header.is_none() => h.keep_alive.as_ref(),
+            _ => self.get_header("Keep-Alive"),
+        }
+    }
+
+    fn resp_has_transfer_encoding(&self) -> bool {
+        match &self.handed_over {
+            Some(h) if self.response_header.is_none() => h.transfer_encoding,
+            _ => self.get_header(header::TRANSFER_ENCODING).is_some(),
+        }
+    }
+
+    // Moves the response header out, keeping what `get_status()` and `respect_keepalive()`
+    // read later.
+    fn take_resp_header(&mut self) -> Option<Box<ResponseHeader>> {
+        let header = self.response_header.take()?;
+        let headers = &header.headers;
+        self.handed_over = Some(HandedOverHeader {
+            status: header.status,
+            version: header.version,
+            connection: headers.get(header::CONNECTION).cloned(),
+            keep_alive: headers.get("Keep-Alive").cloned(),
+            transfer_encoding: headers.contains_key(header::TRANSFER_ENCODING),
+        });
+        Some(header)
     }
 
     async fn do_read_body(&mut self) -> Result<Option<BufRef>> {
@@ -594,12 +659,7 @@ impl HttpSession {
 
         // Per [RFC 9112 Section 6.1-16](https://datatracker.ietf.org/doc/html/rfc9112#section-6.1-16),
         // if Transfer-Encoding is received in HTTP/1.0 response, connection MUST be closed after processing.
-        if self.resp_header().map(|h| h.version) == Some(Version::HTTP_10)
-            && self
-                .resp_header()
-                .and_then(|h| h.headers.get(header::TRANSFER_ENCODING))
-                .is_some()
-        {
+        if self.resp_version() == Some(Version::HTTP_10) && self.resp_has_transfer_encoding() {
             self.set_keepalive(None);
             return;
         }
@@ -614,7 +674,7 @@ impl HttpSession {
             } else {
                 self.set_keepalive(None);
             }
-        } else if self.resp_header().map(|h| h.version) == Some(Version::HTTP_11) {
+        } else if self.resp_version() == Some(Version::HTTP_11) {
             self.set_keepalive(Some(0)); // on by default for http 1.1
         } else {
             self.set_keepalive(None); // off by default for http 1.0
@@ -635,7 +695,7 @@ impl HttpSession {
         match request_keepalive {
             // ignore what the server sends if request disables keepalive explicitly
             Some(false) => Some(false),
-            _ => is_buf_keepalive(self.get_header(header::CONNECTION)),
+            _ => is_buf_keepalive(self.resp_connection()),
         }
     }
 
@@ -644,7 +704,7 @@ impl HttpSession {
     /// it's behavior is different on different platforms.
     /// https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Keep-Alive
     fn get_keepalive_values(&self) -> (Option<u64>, Option<usize>) {
-        let Some(keep_alive_header) = self.get_header("Keep-Alive") else {
+        let Some(keep_alive_header) = self.resp_keep_alive() else {
             return (None, None);
         };
 
@@ -847,8 +907,30 @@ impl HttpSession {
     }
 
     pub async fn read_response_task(&mut self) -> Result<HttpTask> {
+        self.do_read_response_task(false).await
+    }
+
+    /// Like [`Self::read_response_task()`], but a response header is moved into the task
+    /// instead of copied, for callers that only need it there.
+    ///
+    /// After a header task, [`Self::resp_header()`] and [`Self::get_header()`] return `None`
+    /// until the next header is read; [`Self::get_status()`], body framing and the keep-alive
+    /// decision ([`Self::respect_keepalive()`]) work as with [`Self::read_response_task()`].
+    pub async fn read_response_task_take_header(&mut self) -> Result<HttpTask> {
+        self.do_read_response_task(true).await
+    }
+
+    async fn do_read_response_task(&mut self, take_header: bool) -> Result<HttpTask> {
         if self.should_read_resp_header() {
-            let resp_header = self.read_resp_header_parts().await?;
+            let resp_header = if take_header {
+                self.read_response().await?;
+                match self.take_resp_header() {
+                    Some(h) => h,
+                    None => return Error::e_explain(InternalError, "response header not kept"),
+                }
+            } else {
+                self.read_resp_header_parts().await?
+            };
             let end_of_body = self.is_body_done();
             debug!("Response header: {resp_header:?}");
             trace!(
