@@ -57,6 +57,8 @@ pub struct HttpSession {
     response_header: Option<Box<ResponseHeader>>,
     // What this session still needs of a response header that was moved out to the caller.
     handed_over: Option<HandedOverHeader>,
+    // The body framing fields of the last response header, resolved once while validating it.
+    resp_framing: Option<RespFraming>,
     request_written: Option<Box<RequestHeader>>,
     bytes_sent: usize,
     /// Total response body payload bytes received from upstream
@@ -84,6 +86,13 @@ struct HandedOverHeader {
     transfer_encoding: bool,
 }
 
+#[derive(Clone, Copy)]
+struct RespFraming {
+    transfer_encoding: bool,
+    // `None` also for an invalid value that the peer options tolerate (close-delimited).
+    content_length: Option<usize>,
+}
+
 /// HTTP 1.x client session
 impl HttpSession {
     /// Create a new http client session from an established (TCP or TLS) [`Stream`].
@@ -106,6 +115,7 @@ impl HttpSession {
             keepalive_timeout: KeepaliveStatus::Off,
             response_header: None,
             handed_over: None,
+            resp_framing: None,
             request_written: None,
             read_timeout: None,
             write_timeout: None,
@@ -218,33 +228,38 @@ impl HttpSession {
     }
 
     // Validate the response header read. This function must be called after the response header
-    // read.
-    fn validate_response(&self) -> Result<()> {
+    // read. Returns the Content-Length that frames the body, if any, so that it is resolved once.
+    fn validate_response(&self, has_transfer_encoding: bool) -> Result<Option<usize>> {
         let resp_header = self
             .response_header
             .as_ref()
             .expect("response header must be read");
+        if has_transfer_encoding {
+            // Content-Length was removed: Transfer-Encoding frames the body.
+            return Ok(None);
+        }
 
         // Validate/reconcile Content-Length per RFC 9110 section 8.6 (hyper
         // parity): identical duplicates and comma-combined identical values are
         // accepted and collapsed. Conflicting or duplicate values are always an
         // unrecoverable framing error. A peer may opt to tolerate a single,
         // otherwise-invalid value and treat the response as close-delimited.
-        // Note: Content-Length is already removed if Transfer-Encoding is present.
-        if let Err(e) = super::common::validate_content_length(&resp_header.headers) {
-            if self.allow_h1_response_invalid_content_length
-                && super::common::content_length_is_single_token(&resp_header.headers)
-            {
-                debug!(
-                    "tolerating invalid Content-Length ({e}); \
-                     treating response as close-delimited"
-                );
-            } else {
-                return Err(e);
+        match super::common::content_length_for_framing(&resp_header.headers) {
+            Ok(cl) => Ok(cl),
+            Err(e) => {
+                if self.allow_h1_response_invalid_content_length
+                    && super::common::content_length_is_single_token(&resp_header.headers)
+                {
+                    debug!(
+                        "tolerating invalid Content-Length ({e}); \
+                         treating response as close-delimited"
+                    );
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
             }
         }
-
-        Ok(())
     }
 
     fn clear_response_header_read_state(&mut self) {
@@ -347,13 +362,13 @@ impl HttpSession {
                         let contains_transfer_encoding = response_header
                             .headers
                             .contains_key(header::TRANSFER_ENCODING);
-                        let contains_content_length =
-                            response_header.headers.contains_key(header::CONTENT_LENGTH);
 
                         // Transfer encoding overrides content length, so when
                         // both are present, we MUST remove content length. This is
                         // https://datatracker.ietf.org/doc/html/rfc9112#section-6.3-2.3
-                        if contains_content_length && contains_transfer_encoding {
+                        if contains_transfer_encoding
+                            && response_header.headers.contains_key(header::CONTENT_LENGTH)
+                        {
                             response_header.remove_header(&header::CONTENT_LENGTH);
                         }
 
@@ -362,8 +377,14 @@ impl HttpSession {
                         self.buf = buf;
                         self.response_header = Some(response_header);
                         self.handed_over = None;
-                        if let Err(e) = self.validate_response() {
-                            return self.fail_response_header_read(e);
+                        match self.validate_response(contains_transfer_encoding) {
+                            Ok(cl) => {
+                                self.resp_framing = Some(RespFraming {
+                                    transfer_encoding: contains_transfer_encoding,
+                                    content_length: cl,
+                                })
+                            }
+                            Err(e) => return self.fail_response_header_read(e),
                         }
                         // convert to upgrade body type
                         // https://datatracker.ietf.org/doc/html/rfc9110#status.101
@@ -789,10 +810,15 @@ impl HttpSession {
                 Framing::Empty
             } else if upgraded {
                 Framing::CloseDelimited
-            } else if self.is_chunked_encoding() {
+            } else if self.resp_framing.is_none_or(|f| f.transfer_encoding)
+                && self.is_chunked_encoding()
+            {
                 // if chunked encoding, content-length should be ignored
                 Framing::Chunked
-            } else if let Some(cl) = self.get_content_length().unwrap_or(None) {
+            } else if let Some(cl) = match self.resp_framing {
+                Some(f) => f.content_length,
+                None => self.get_content_length().unwrap_or(None),
+            } {
                 Framing::ContentLength(cl)
             } else {
                 Framing::CloseDelimited
