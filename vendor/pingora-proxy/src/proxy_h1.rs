@@ -245,7 +245,9 @@ where
         loop {
             let task = tokio::select! {
                 biased;
-                res = client_session.read_response_task() => match res {
+                // The proxy reads the upstream header only from the task, so it is moved there
+                // rather than copied.
+                res = client_session.read_response_task_take_header() => match res {
                     Ok(task) => task,
                     // A response read error means the HTTP/1 message boundary was not
                     // established, so neither connection is reused.
@@ -397,7 +399,8 @@ where
         /* duplex mode, wait for either to complete */
         while !request_done || !response_done {
             tokio::select! {
-                res = client_session.read_response_task(), if !response_done => {
+                // The header is moved into the task, see proxy_1to1_no_body.
+                res = client_session.read_response_task_take_header(), if !response_done => {
                     match res {
                         Ok(task) => {
                             response_done = task.is_end();

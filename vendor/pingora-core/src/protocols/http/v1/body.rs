@@ -29,6 +29,11 @@ use crate::utils::BufRef;
 
 // TODO: make this dynamically adjusted
 const BODY_BUFFER_SIZE: usize = 1024 * 64;
+// Largest buffer capacity that a finished body's last bytes are handed out in without a copy
+// (which keeps the whole allocation alive as long as the bytes are held). A short body that
+// arrived together with the response header lives in the header read buffer, which starts at
+// 4 KiB.
+const ZERO_COPY_MAX_PIN: usize = 1024 * 8;
 // limit how much incomplete chunk-size and chunk-ext to buffer
 const PARTIAL_CHUNK_HEAD_LIMIT: usize = 1024 * 8;
 // Trailers: https://datatracker.ietf.org/doc/html/rfc9112#section-7.1.2
@@ -219,6 +224,8 @@ impl BodyReader {
         }
     }
 
+    // Both HTTP/1 sessions adopt their pre-read bytes through the `_owned` variants.
+    #[allow(dead_code)]
     pub fn init_chunked(&mut self, buf_to_rewind: &[u8]) {
         self.body_state = PS::Chunked(0, 0, 0, 0);
         self.prepare_buf(buf_to_rewind);
@@ -269,6 +276,8 @@ impl BodyReader {
         }
     }
 
+    // Both HTTP/1 sessions adopt their pre-read bytes through the `_owned` variants.
+    #[allow(dead_code)]
     pub fn init_close_delimited(&mut self, buf_to_rewind: &[u8]) {
         self.prepare_buf(buf_to_rewind);
         self.body_state = PS::UntilClose(0);
@@ -305,6 +314,25 @@ impl BodyReader {
     pub fn get_body(&self, buf_ref: &BufRef) -> &[u8] {
         // TODO: these get_*() could panic. handle them better
         buf_ref.get(self.body_buf.as_ref().unwrap())
+    }
+
+    /// Return the bytes of `buf_ref` as [`Bytes`], without a copy where that pins little memory.
+    ///
+    /// Once the body is done its buffer is not read into again, so the buffer itself can be
+    /// frozen and handed out, unless that would keep a large, mostly unused allocation (a full
+    /// body buffer holding a short tail) alive for as long as the caller holds the bytes; those
+    /// are copied like the rest of the body. After an in-place hand-out [`Self::get_body`] has
+    /// nothing to return, so call this at most once per read.
+    pub fn take_body_bytes(&mut self, buf_ref: &BufRef) -> Bytes {
+        let len = buf_ref.1.saturating_sub(buf_ref.0);
+        if self.body_done() {
+            if let Some(buf) = self.body_buf.take_if(|b| {
+                buf_ref.1 <= b.len() && b.capacity() <= ZERO_COPY_MAX_PIN.max(len * 2)
+            }) {
+                return buf.freeze().slice(buf_ref.0..buf_ref.1);
+            }
+        }
+        Bytes::copy_from_slice(self.get_body(buf_ref))
     }
 
     #[allow(dead_code)]

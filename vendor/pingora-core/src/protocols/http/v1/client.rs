@@ -38,7 +38,9 @@ pub struct HttpSession {
     response_header_read_buf: BytesMut,
     pub(crate) underlying_stream: Stream,
     raw_header: Option<BufRef>,
-    preread_body: Option<BufRef>,
+    /// Bytes read past the end of the last response header, detached from its buffer so the
+    /// body reader (or the next header parse after a 1xx) adopts them without a copy.
+    preread_body: Option<BytesMut>,
     body_reader: BodyReader,
     body_writer: BodyWriter,
     // timeouts:
@@ -53,6 +55,10 @@ pub struct HttpSession {
     keepalive_timeout: KeepaliveStatus,
     pub(crate) digest: Box<Digest>,
     response_header: Option<Box<ResponseHeader>>,
+    // What this session still needs of a response header that was moved out to the caller.
+    handed_over: Option<HandedOverHeader>,
+    // The body framing fields of the last response header, resolved once while validating it.
+    resp_framing: Option<RespFraming>,
     request_written: Option<Box<RequestHeader>>,
     bytes_sent: usize,
     /// Total response body payload bytes received from upstream
@@ -67,6 +73,24 @@ pub struct HttpSession {
     // If allowed, does not fail with error on invalid content-length
     // (treats as close-delimited response).
     allow_h1_response_invalid_content_length: bool,
+}
+
+/// The parts of a response header that the session itself reads (body framing aside, which is
+/// settled before the header is handed over) after [`HttpSession::read_response_task_take_header`]
+/// moved the header to its caller.
+struct HandedOverHeader {
+    status: StatusCode,
+    version: Version,
+    connection: Option<HeaderValue>,
+    keep_alive: Option<HeaderValue>,
+    transfer_encoding: bool,
+}
+
+#[derive(Clone, Copy)]
+struct RespFraming {
+    transfer_encoding: bool,
+    // `None` also for an invalid value that the peer options tolerate (close-delimited).
+    content_length: Option<usize>,
 }
 
 /// HTTP 1.x client session
@@ -90,6 +114,8 @@ impl HttpSession {
             body_writer: BodyWriter::new(),
             keepalive_timeout: KeepaliveStatus::Off,
             response_header: None,
+            handed_over: None,
+            resp_framing: None,
             request_written: None,
             read_timeout: None,
             write_timeout: None,
@@ -202,33 +228,38 @@ impl HttpSession {
     }
 
     // Validate the response header read. This function must be called after the response header
-    // read.
-    fn validate_response(&self) -> Result<()> {
+    // read. Returns the Content-Length that frames the body, if any, so that it is resolved once.
+    fn validate_response(&self, has_transfer_encoding: bool) -> Result<Option<usize>> {
         let resp_header = self
             .response_header
             .as_ref()
             .expect("response header must be read");
+        if has_transfer_encoding {
+            // Content-Length was removed: Transfer-Encoding frames the body.
+            return Ok(None);
+        }
 
         // Validate/reconcile Content-Length per RFC 9110 section 8.6 (hyper
         // parity): identical duplicates and comma-combined identical values are
         // accepted and collapsed. Conflicting or duplicate values are always an
         // unrecoverable framing error. A peer may opt to tolerate a single,
         // otherwise-invalid value and treat the response as close-delimited.
-        // Note: Content-Length is already removed if Transfer-Encoding is present.
-        if let Err(e) = super::common::validate_content_length(&resp_header.headers) {
-            if self.allow_h1_response_invalid_content_length
-                && super::common::content_length_is_single_token(&resp_header.headers)
-            {
-                debug!(
-                    "tolerating invalid Content-Length ({e}); \
-                     treating response as close-delimited"
-                );
-            } else {
-                return Err(e);
+        match super::common::content_length_for_framing(&resp_header.headers) {
+            Ok(cl) => Ok(cl),
+            Err(e) => {
+                if self.allow_h1_response_invalid_content_length
+                    && super::common::content_length_is_single_token(&resp_header.headers)
+                {
+                    debug!(
+                        "tolerating invalid Content-Length ({e}); \
+                         treating response as close-delimited"
+                    );
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
             }
         }
-
-        Ok(())
     }
 
     fn clear_response_header_read_state(&mut self) {
@@ -259,8 +290,7 @@ impl HttpSession {
             // next header is cancelled, a future call can resume without dropping the
             // preread bytes.
             if let Some(preread) = self.preread_body.take().filter(|b| !b.is_empty()) {
-                self.response_header_read_buf
-                    .put_slice(preread.get(&self.buf));
+                self.response_header_read_buf = preread;
             } else {
                 // If this next read_response call completes successfully, self.buf
                 // will be reset to the last response + any body.
@@ -305,7 +335,16 @@ impl HttpSession {
                             return self.fail_response_header_read(e);
                         }
 
-                        let buf = std::mem::take(&mut self.response_header_read_buf).freeze();
+                        let mut buf = std::mem::take(&mut self.response_header_read_buf);
+                        // Detach what follows the header in O(1) instead of copying it into the
+                        // body buffer later. Without such bytes, split_off() would only promote
+                        // the buffer to shared storage for nothing.
+                        let preread_body = if s == total_read {
+                            BytesMut::new()
+                        } else {
+                            buf.split_off(s)
+                        };
+                        let buf = buf.freeze();
 
                         for header in header_refs {
                             let header_name = header.get_name_bytes(&buf);
@@ -323,22 +362,29 @@ impl HttpSession {
                         let contains_transfer_encoding = response_header
                             .headers
                             .contains_key(header::TRANSFER_ENCODING);
-                        let contains_content_length =
-                            response_header.headers.contains_key(header::CONTENT_LENGTH);
 
                         // Transfer encoding overrides content length, so when
                         // both are present, we MUST remove content length. This is
                         // https://datatracker.ietf.org/doc/html/rfc9112#section-6.3-2.3
-                        if contains_content_length && contains_transfer_encoding {
+                        if contains_transfer_encoding
+                            && response_header.headers.contains_key(header::CONTENT_LENGTH)
+                        {
                             response_header.remove_header(&header::CONTENT_LENGTH);
                         }
 
                         self.raw_header = Some(BufRef(0, s));
-                        self.preread_body = Some(BufRef(s, total_read));
+                        self.preread_body = Some(preread_body);
                         self.buf = buf;
                         self.response_header = Some(response_header);
-                        if let Err(e) = self.validate_response() {
-                            return self.fail_response_header_read(e);
+                        self.handed_over = None;
+                        match self.validate_response(contains_transfer_encoding) {
+                            Ok(cl) => {
+                                self.resp_framing = Some(RespFraming {
+                                    transfer_encoding: contains_transfer_encoding,
+                                    content_length: cl,
+                                })
+                            }
+                            Err(e) => return self.fail_response_header_read(e),
                         }
                         // convert to upgrade body type
                         // https://datatracker.ietf.org/doc/html/rfc9110#status.101
@@ -463,7 +509,57 @@ impl HttpSession {
 
     /// Return the status code of the response if read
     pub fn get_status(&self) -> Option<StatusCode> {
-        self.response_header.as_ref().map(|h| h.status)
+        match (&self.response_header, &self.handed_over) {
+            (Some(h), _) => Some(h.status),
+            (None, Some(h)) => Some(h.status),
+            (None, None) => None,
+        }
+    }
+
+    fn resp_version(&self) -> Option<Version> {
+        match (&self.response_header, &self.handed_over) {
+            (Some(h), _) => Some(h.version),
+            (None, Some(h)) => Some(h.version),
+            (None, None) => None,
+        }
+    }
+
+    // The `Connection`, `Keep-Alive` and `Transfer-Encoding` fields that keep-alive decisions
+    // read, whether or not the header was handed over.
+    fn resp_connection(&self) -> Option<&HeaderValue> {
+        match &self.handed_over {
+            Some(h) if self.response_header.is_none() => h.connection.as_ref(),
+            _ => self.get_header(header::CONNECTION),
+        }
+    }
+
+    fn resp_keep_alive(&self) -> Option<&HeaderValue> {
+        match &self.handed_over {
+            Some(h) if self.response_header.is_none() => h.keep_alive.as_ref(),
+            _ => self.get_header("Keep-Alive"),
+        }
+    }
+
+    fn resp_has_transfer_encoding(&self) -> bool {
+        match &self.handed_over {
+            Some(h) if self.response_header.is_none() => h.transfer_encoding,
+            _ => self.get_header(header::TRANSFER_ENCODING).is_some(),
+        }
+    }
+
+    // Moves the response header out, keeping what `get_status()` and `respect_keepalive()`
+    // read later.
+    fn take_resp_header(&mut self) -> Option<Box<ResponseHeader>> {
+        let header = self.response_header.take()?;
+        let headers = &header.headers;
+        self.handed_over = Some(HandedOverHeader {
+            status: header.status,
+            version: header.version,
+            connection: headers.get(header::CONNECTION).cloned(),
+            keep_alive: headers.get("Keep-Alive").cloned(),
+            transfer_encoding: headers.contains_key(header::TRANSFER_ENCODING),
+        });
+        Some(header)
     }
 
     async fn do_read_body(&mut self) -> Result<Option<BufRef>> {
@@ -473,17 +569,21 @@ impl HttpSession {
             .await
     }
 
-    /// Read the response body into the internal buffer.
-    /// Return `Ok(Some(ref)) after a successful read.
-    /// Return `Ok(None)` if there is no more body to read.
-    pub async fn read_body_ref(&mut self) -> Result<Option<&[u8]>> {
-        let result = match self.read_timeout {
+    async fn read_body_timed(&mut self) -> Result<Option<BufRef>> {
+        match self.read_timeout {
             Some(t) => match timeout(t, self.do_read_body()).await {
                 Ok(res) => res,
                 Err(_) => Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}")),
             },
             None => self.do_read_body().await,
-        };
+        }
+    }
+
+    /// Read the response body into the internal buffer.
+    /// Return `Ok(Some(ref)) after a successful read.
+    /// Return `Ok(None)` if there is no more body to read.
+    pub async fn read_body_ref(&mut self) -> Result<Option<&[u8]>> {
+        let result = self.read_body_timed().await;
 
         result.map(|maybe_body| {
             maybe_body.map(|body_ref| {
@@ -495,9 +595,16 @@ impl HttpSession {
     }
 
     /// Similar to [`Self::read_body_ref`] but return `Bytes` instead of a slice reference.
+    ///
+    /// The last piece of a body is handed out without a copy when its buffer is small (see
+    /// [`BodyReader::take_body_bytes`]), e.g. a short body read together with the header.
     pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
-        let read = self.read_body_ref().await?;
-        Ok(read.map(Bytes::copy_from_slice))
+        let read = self.read_body_timed().await?;
+        Ok(read.map(|body_ref| {
+            let body = self.body_reader.take_body_bytes(&body_ref);
+            self.body_recv = self.body_recv.saturating_add(body.len());
+            body
+        }))
     }
 
     /// Upstream response body bytes received (payload only; excludes headers/framing).
@@ -573,12 +680,7 @@ impl HttpSession {
 
         // Per [RFC 9112 Section 6.1-16](https://datatracker.ietf.org/doc/html/rfc9112#section-6.1-16),
         // if Transfer-Encoding is received in HTTP/1.0 response, connection MUST be closed after processing.
-        if self.resp_header().map(|h| h.version) == Some(Version::HTTP_10)
-            && self
-                .resp_header()
-                .and_then(|h| h.headers.get(header::TRANSFER_ENCODING))
-                .is_some()
-        {
+        if self.resp_version() == Some(Version::HTTP_10) && self.resp_has_transfer_encoding() {
             self.set_keepalive(None);
             return;
         }
@@ -593,7 +695,7 @@ impl HttpSession {
             } else {
                 self.set_keepalive(None);
             }
-        } else if self.resp_header().map(|h| h.version) == Some(Version::HTTP_11) {
+        } else if self.resp_version() == Some(Version::HTTP_11) {
             self.set_keepalive(Some(0)); // on by default for http 1.1
         } else {
             self.set_keepalive(None); // off by default for http 1.0
@@ -614,7 +716,7 @@ impl HttpSession {
         match request_keepalive {
             // ignore what the server sends if request disables keepalive explicitly
             Some(false) => Some(false),
-            _ => is_buf_keepalive(self.get_header(header::CONNECTION)),
+            _ => is_buf_keepalive(self.resp_connection()),
         }
     }
 
@@ -623,7 +725,7 @@ impl HttpSession {
     /// it's behavior is different on different platforms.
     /// https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Keep-Alive
     fn get_keepalive_values(&self) -> (Option<u64>, Option<usize>) {
-        let Some(keep_alive_header) = self.get_header("Keep-Alive") else {
+        let Some(keep_alive_header) = self.resp_keep_alive() else {
             return (None, None);
         };
 
@@ -677,7 +779,12 @@ impl HttpSession {
     fn init_body_reader(&mut self) {
         if self.body_reader.need_init() {
             // follow https://datatracker.ietf.org/doc/html/rfc9112#section-6.3
-            let preread_body = self.preread_body.as_ref().unwrap().get(&self.buf[..]);
+            enum Framing {
+                Empty,
+                CloseDelimited,
+                Chunked,
+                ContentLength(usize),
+            }
 
             let upgraded = if let Some(code) = self.get_status() {
                 match code.as_u16() {
@@ -686,35 +793,52 @@ impl HttpSession {
                         // informational headers, not enough to init body reader
                         return;
                     }
-                    204 | 304 => {
-                        // no body by definition
-                        self.body_reader.init_content_length(0, preread_body);
-                        return;
-                    }
                     _ => false,
                 }
             } else {
                 false
             };
 
-            if let Some(req) = self.request_written.as_ref() {
-                if req.method == http::method::Method::HEAD {
-                    self.body_reader.init_content_length(0, preread_body);
-                    return;
-                }
-            }
-
-            if upgraded {
-                self.body_reader.init_close_delimited(preread_body);
-                self.close_delimited_resp = true;
-            } else if self.is_chunked_encoding() {
+            let framing = if matches!(self.get_status().map(|c| c.as_u16()), Some(204 | 304)) {
+                // no body by definition
+                Framing::Empty
+            } else if self
+                .request_written
+                .as_ref()
+                .is_some_and(|req| req.method == http::method::Method::HEAD)
+            {
+                Framing::Empty
+            } else if upgraded {
+                Framing::CloseDelimited
+            } else if self.resp_framing.is_none_or(|f| f.transfer_encoding)
+                && self.is_chunked_encoding()
+            {
                 // if chunked encoding, content-length should be ignored
-                self.body_reader.init_chunked(preread_body);
-            } else if let Some(cl) = self.get_content_length().unwrap_or(None) {
-                self.body_reader.init_content_length(cl, preread_body);
+                Framing::Chunked
+            } else if let Some(cl) = match self.resp_framing {
+                Some(f) => f.content_length,
+                None => self.get_content_length().unwrap_or(None),
+            } {
+                Framing::ContentLength(cl)
             } else {
-                self.body_reader.init_close_delimited(preread_body);
-                self.close_delimited_resp = true;
+                Framing::CloseDelimited
+            };
+
+            // Taken only now: after a 1xx the pre-read bytes belong to the next header.
+            let preread_body = self
+                .preread_body
+                .take()
+                .expect("response header must be read");
+            match framing {
+                Framing::Empty => self.body_reader.init_content_length_owned(0, preread_body),
+                Framing::CloseDelimited => {
+                    self.body_reader.init_close_delimited_owned(preread_body);
+                    self.close_delimited_resp = true;
+                }
+                Framing::Chunked => self.body_reader.init_chunked_owned(preread_body),
+                Framing::ContentLength(cl) => {
+                    self.body_reader.init_content_length_owned(cl, preread_body)
+                }
             }
         }
     }
@@ -809,8 +933,30 @@ impl HttpSession {
     }
 
     pub async fn read_response_task(&mut self) -> Result<HttpTask> {
+        self.do_read_response_task(false).await
+    }
+
+    /// Like [`Self::read_response_task()`], but a response header is moved into the task
+    /// instead of copied, for callers that only need it there.
+    ///
+    /// After a header task, [`Self::resp_header()`] and [`Self::get_header()`] return `None`
+    /// until the next header is read; [`Self::get_status()`], body framing and the keep-alive
+    /// decision ([`Self::respect_keepalive()`]) work as with [`Self::read_response_task()`].
+    pub async fn read_response_task_take_header(&mut self) -> Result<HttpTask> {
+        self.do_read_response_task(true).await
+    }
+
+    async fn do_read_response_task(&mut self, take_header: bool) -> Result<HttpTask> {
         if self.should_read_resp_header() {
-            let resp_header = self.read_resp_header_parts().await?;
+            let resp_header = if take_header {
+                self.read_response().await?;
+                match self.take_resp_header() {
+                    Some(h) => h,
+                    None => return Error::e_explain(InternalError, "response header not kept"),
+                }
+            } else {
+                self.read_resp_header_parts().await?
+            };
             let end_of_body = self.is_body_done();
             debug!("Response header: {resp_header:?}");
             trace!(
