@@ -238,7 +238,15 @@ impl HttpSession {
             proxy_digest: underlying_stream.get_proxy_digest(),
             socket_digest: underlying_stream.get_socket_digest(),
         });
+        Self::new_with_digest(underlying_stream, digest)
+    }
 
+    /// Like [`Self::new()`], with the connection's [`Digest`] taken over from
+    /// an earlier session on the same connection (see
+    /// [`ReusableHttpStream`]) instead of built again: it describes the
+    /// connection, not the request, and rebuilding it costs two allocations
+    /// per keep-alive request.
+    pub fn new_with_digest(underlying_stream: Stream, digest: Box<Digest>) -> Self {
         HttpSession {
             underlying_stream,
             buf: Bytes::new(), // zero size, with be replaced by parsed header later
@@ -1552,6 +1560,7 @@ impl HttpSession {
                 Ok(Some(ReusableHttpStream::new(
                     self.underlying_stream,
                     pipelined_prefix,
+                    Some(self.digest),
                 )))
             }
         }
