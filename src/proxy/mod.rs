@@ -80,6 +80,12 @@ impl ProxyHttp for Pylon {
         Ctx::new(&self.lifecycle)
     }
 
+    /// No downstream modules. Pingora's default adds a response compression
+    /// module, disabled, which Pylon never enables (it passes the upstream's
+    /// encoding through); every request would still build it, box it and
+    /// run its header and body filters.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     /// Runs the steps of the request phase in order. `Ok(true)` when Pylon
     /// answered itself (the response is written), `Ok(false)` when the
     /// request goes on to `upstream_peer` with `ctx` naming its target.

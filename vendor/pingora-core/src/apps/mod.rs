@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::protocols::http::v2::server;
+use crate::protocols::http::v1::server::HttpSession as SessionV1;
 use crate::protocols::http::{ReusableHttpStream, ServerSession};
 use crate::protocols::Digest;
 use crate::protocols::Stream;
@@ -184,6 +185,8 @@ impl HttpPersistentSettings {
 pub struct ReusedHttpStream {
     stream: Stream,
     persistent_settings: Option<HttpPersistentSettings>,
+    /// The connection digest of the finished session, if it came from one.
+    digest: Option<Box<Digest>>,
 }
 
 impl ReusedHttpStream {
@@ -191,20 +194,26 @@ impl ReusedHttpStream {
         ReusedHttpStream {
             stream,
             persistent_settings,
+            digest: None,
         }
     }
 
     /// Build a reusable HTTP stream from a finished session, preserving any
     /// pipelined prefix bytes in the persistent settings for the next request.
     pub fn from_reusable_stream(
-        reusable: ReusableHttpStream,
+        mut reusable: ReusableHttpStream,
         mut persistent_settings: HttpPersistentSettings,
     ) -> Self {
+        let digest = reusable.digest.take();
         let (stream, pipelined_prefix) = reusable.into_parts();
         if let Some(prefix) = pipelined_prefix {
             persistent_settings.set_pipelined_prefix(prefix);
         }
-        Self::new(stream, Some(persistent_settings))
+        ReusedHttpStream {
+            stream,
+            persistent_settings: Some(persistent_settings),
+            digest,
+        }
     }
 
     pub fn consume(self) -> (Stream, Option<HttpPersistentSettings>) {
@@ -361,8 +370,16 @@ where
             );
 
             let mut result = self.process_new_http(session, shutdown).await;
-            while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
-                let mut session = ServerSession::new_http1(stream);
+            while let Some(reused) = result {
+                let ReusedHttpStream {
+                    stream,
+                    persistent_settings,
+                    digest,
+                } = reused;
+                let mut session = match digest {
+                    Some(digest) => ServerSession::H1(SessionV1::new_with_digest(stream, digest)),
+                    None => ServerSession::new_http1(stream),
+                };
                 if let ServerSession::H1(s) = &mut session {
                     s.set_reused();
                 }

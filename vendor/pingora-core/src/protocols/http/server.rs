@@ -35,13 +35,21 @@ use std::time::Duration;
 pub struct ReusableHttpStream {
     stream: Stream,
     pipelined_prefix: Option<BytesMut>,
+    /// The finished session's connection digest, handed to the next session
+    /// on the connection so it need not be rebuilt for every request.
+    pub(crate) digest: Option<Box<Digest>>,
 }
 
 impl ReusableHttpStream {
-    pub(crate) fn new(stream: Stream, pipelined_prefix: Option<BytesMut>) -> Self {
+    pub(crate) fn new(
+        stream: Stream,
+        pipelined_prefix: Option<BytesMut>,
+        digest: Option<Box<Digest>>,
+    ) -> Self {
         Self {
             stream,
             pipelined_prefix,
+            digest,
         }
     }
 
