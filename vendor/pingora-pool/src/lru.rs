@@ -21,22 +21,27 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 pub struct Node<T> {
-    pub close_notifier: Arc<Notify>,
+    /// `None` for a node that nothing waits on (see [`Lru::add_silent`]).
+    pub close_notifier: Option<Arc<Notify>>,
     pub meta: T,
     order: u64,
 }
 
 impl<T> Node<T> {
-    pub fn new(meta: T) -> Self {
+    /// A node whose eviction nobody is told about: the caller learns of it from the metas that
+    /// [`Lru::put`] returns, so no `Notify` is allocated for it.
+    pub fn silent(meta: T) -> Self {
         Node {
-            close_notifier: Arc::new(Notify::new()),
+            close_notifier: None,
             meta,
             order: 0,
         }
     }
 
     pub fn notify_close(&self) {
-        self.close_notifier.notify_one();
+        if let Some(notifier) = &self.close_notifier {
+            notifier.notify_one();
+        }
     }
 }
 
@@ -156,9 +161,18 @@ where
     }
 
     pub fn add(&self, key: K, meta: T) -> (Arc<Notify>, Vec<T>) {
-        let node = Node::new(meta);
-        let notifier = node.close_notifier.clone();
+        let notifier = Arc::new(Notify::new());
+        let node = Node {
+            close_notifier: Some(notifier.clone()),
+            meta,
+            order: 0,
+        };
         (notifier, self.put(key, node))
+    }
+
+    /// [`Self::add`] for an entry whose eviction is handled through the returned metas alone.
+    pub fn add_silent(&self, key: K, meta: T) -> Vec<T> {
+        self.put(key, Node::silent(meta))
     }
 
     pub fn pop(&self, key: &K) -> Option<Node<T>> {
