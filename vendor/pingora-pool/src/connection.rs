@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{oneshot, watch, Notify, OwnedMutexGuard};
 
+use super::hash::BuildIntHasher;
 use super::lru::Lru;
 use futures::FutureExt;
 
@@ -208,7 +209,7 @@ type Pool<S> = PoolNode<PoolConnection<S>>;
 /// be picked up by another user/request.
 pub struct ConnectionPool<S> {
     // Concurrent per-key pool index; each value handles per-key connection storage.
-    pools: DashMap<GroupKey, Arc<Pool<S>>>,
+    pools: DashMap<GroupKey, Arc<Pool<S>>, BuildIntHasher>,
     lru: Lru<ID, ConnectionMeta>,
 }
 
@@ -219,7 +220,7 @@ impl<S> ConnectionPool<S> {
     /// or above `size`, the least recently used connection is dropped.
     pub fn new(size: usize) -> Self {
         ConnectionPool {
-            pools: DashMap::with_capacity(size),
+            pools: DashMap::with_capacity_and_hasher(size, BuildIntHasher::default()),
             lru: Lru::new(size),
         }
     }

@@ -15,10 +15,11 @@
 use core::hash::{Hash, Hasher};
 use lru::LruCache;
 use parking_lot::Mutex;
-use std::collections::hash_map::DefaultHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use tokio::sync::Notify;
+
+use crate::hash::IntHasher;
 
 pub struct Node<T> {
     /// `None` for a node that nothing waits on (see [`Lru::add_silent`]).
@@ -88,9 +89,10 @@ where
 
     #[inline]
     fn shard(&self, key: &K) -> &Mutex<LruCache<K, Node<T>>> {
-        let mut hasher = DefaultHasher::new();
+        let mut hasher = IntHasher::default();
         key.hash(&mut hasher);
-        &self.lrus[(hasher.finish() as usize) % N_SHARDS]
+        // The high bits are the well-mixed ones (see `IntHasher`).
+        &self.lrus[((u128::from(hasher.finish()) * N_SHARDS as u128) >> 64) as usize]
     }
 
     /// Drain to `size - headroom` by globally oldest `order`.
