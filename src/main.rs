@@ -11,7 +11,7 @@ use pylon::app;
 use pylon::cli::{self, Cli};
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: pylon::allocator::Mimalloc = pylon::allocator::Mimalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{oneshot, watch, Notify, OwnedMutexGuard};
 
+use super::hash::BuildIntHasher;
 use super::lru::Lru;
 use futures::FutureExt;
 
@@ -208,7 +209,7 @@ type Pool<S> = PoolNode<PoolConnection<S>>;
 /// be picked up by another user/request.
 pub struct ConnectionPool<S> {
     // Concurrent per-key pool index; each value handles per-key connection storage.
-    pools: DashMap<GroupKey, Arc<Pool<S>>>,
+    pools: DashMap<GroupKey, Arc<Pool<S>>, BuildIntHasher>,
     lru: Lru<ID, ConnectionMeta>,
 }
 
@@ -219,7 +220,7 @@ impl<S> ConnectionPool<S> {
     /// or above `size`, the least recently used connection is dropped.
     pub fn new(size: usize) -> Self {
         ConnectionPool {
-            pools: DashMap::with_capacity(size),
+            pools: DashMap::with_capacity_and_hasher(size, BuildIntHasher::default()),
             lru: Lru::new(size),
         }
     }
@@ -340,12 +341,27 @@ impl<S> ConnectionPool<S> {
     /// whether a connection it takes with [`Self::get`] is still usable, and removes broken or
     /// expired idle connections with [`Self::sweep`]. LRU eviction drops the connection.
     pub fn put_unwatched(&self, meta: &ConnectionMeta, connection: S) {
-        let (_, evicted) = self.lru.add(meta.id, meta.clone());
+        // Nothing waits for this connection's eviction: the evicted metas returned here are
+        // all the pool needs to drop it.
+        let evicted = self.lru.add_silent(meta.id, meta.clone());
         for meta in &evicted {
             self.pop_evicted(meta);
         }
         let connection = PoolConnection::new(None, connection);
         self.insert_pool_connection(meta.key, meta.id, connection);
+    }
+
+    /// Take a connection put with [`Self::put_unwatched`] under `key`.
+    ///
+    /// Unlike [`Self::get`], a group left empty stays in the map: a connection released after
+    /// each request would otherwise remove the group on every take and allocate it again on
+    /// every put. [`Self::sweep`], which a pool of unwatched connections runs periodically,
+    /// removes groups that stay empty.
+    pub fn take(&self, key: &GroupKey) -> Option<S> {
+        let pool_node = self.pools.get(key)?.value().clone();
+        let (id, connection) = pool_node.get_any()?;
+        self.lru.pop(&id);
+        Some(connection.release())
     }
 
     /// Drop every idle connection for which `keep` returns `false`.
@@ -1250,5 +1266,30 @@ mod tests {
             0,
             "node should be cleaned up again after get"
         );
+    }
+
+    #[test]
+    fn test_take_keeps_empty_node_until_sweep() {
+        let meta = ConnectionMeta::new(102, 1);
+        let cp: ConnectionPool<String> = ConnectionPool::new(2);
+        cp.put_unwatched(&meta, "v1".to_string());
+        assert_eq!(cp.take(&meta.key).as_deref(), Some("v1"));
+        assert_eq!(cp.take(&meta.key), None);
+        assert_eq!(pool_len(&cp), 1, "take() leaves the empty node for sweep()");
+
+        cp.put_unwatched(&meta, "v2".to_string());
+        assert_eq!(cp.take(&meta.key).as_deref(), Some("v2"));
+        cp.sweep(|_| true);
+        assert_eq!(pool_len(&cp), 0, "sweep() removes the empty node");
+    }
+
+    #[test]
+    fn test_put_unwatched_evicts_least_recently_used() {
+        let cp: ConnectionPool<String> = ConnectionPool::new(1);
+        let (old, new) = (ConnectionMeta::new(103, 1), ConnectionMeta::new(103, 2));
+        cp.put_unwatched(&old, "old".to_string());
+        cp.put_unwatched(&new, "new".to_string());
+        assert_eq!(cp.take(&old.key).as_deref(), Some("new"));
+        assert_eq!(cp.take(&old.key), None, "the older connection was evicted");
     }
 }

@@ -23,6 +23,7 @@
 #![allow(clippy::type_complexity)]
 
 mod connection;
+mod hash;
 mod lru;
 
 pub use connection::{ConnectionMeta, ConnectionPool, PoolNode};

@@ -15,28 +15,34 @@
 use core::hash::{Hash, Hasher};
 use lru::LruCache;
 use parking_lot::Mutex;
-use std::collections::hash_map::DefaultHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+use crate::hash::IntHasher;
+
 pub struct Node<T> {
-    pub close_notifier: Arc<Notify>,
+    /// `None` for a node that nothing waits on (see [`Lru::add_silent`]).
+    pub close_notifier: Option<Arc<Notify>>,
     pub meta: T,
     order: u64,
 }
 
 impl<T> Node<T> {
-    pub fn new(meta: T) -> Self {
+    /// A node whose eviction nobody is told about: the caller learns of it from the metas that
+    /// [`Lru::put`] returns, so no `Notify` is allocated for it.
+    pub fn silent(meta: T) -> Self {
         Node {
-            close_notifier: Arc::new(Notify::new()),
+            close_notifier: None,
             meta,
             order: 0,
         }
     }
 
     pub fn notify_close(&self) {
-        self.close_notifier.notify_one();
+        if let Some(notifier) = &self.close_notifier {
+            notifier.notify_one();
+        }
     }
 }
 
@@ -83,9 +89,10 @@ where
 
     #[inline]
     fn shard(&self, key: &K) -> &Mutex<LruCache<K, Node<T>>> {
-        let mut hasher = DefaultHasher::new();
+        let mut hasher = IntHasher::default();
         key.hash(&mut hasher);
-        &self.lrus[(hasher.finish() as usize) % N_SHARDS]
+        // The high bits are the well-mixed ones (see `IntHasher`).
+        &self.lrus[((u128::from(hasher.finish()) * N_SHARDS as u128) >> 64) as usize]
     }
 
     /// Drain to `size - headroom` by globally oldest `order`.
@@ -156,9 +163,18 @@ where
     }
 
     pub fn add(&self, key: K, meta: T) -> (Arc<Notify>, Vec<T>) {
-        let node = Node::new(meta);
-        let notifier = node.close_notifier.clone();
+        let notifier = Arc::new(Notify::new());
+        let node = Node {
+            close_notifier: Some(notifier.clone()),
+            meta,
+            order: 0,
+        };
         (notifier, self.put(key, node))
+    }
+
+    /// [`Self::add`] for an entry whose eviction is handled through the returned metas alone.
+    pub fn add_silent(&self, key: K, meta: T) -> Vec<T> {
+        self.put(key, Node::silent(meta))
     }
 
     pub fn pop(&self, key: &K) -> Option<Node<T>> {

@@ -284,7 +284,13 @@ impl TransportConnector {
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
         let key = peer.reuse_hash();
         loop {
-            let Some(pooled) = self.connection_pool.get(&key) else {
+            // Unwatched connections are swept, so an emptied group may stay for the next put.
+            let pooled = if self.keepalive_pool_callback.is_none() {
+                self.connection_pool.take(&key)
+            } else {
+                self.connection_pool.get(&key)
+            };
+            let Some(pooled) = pooled else {
                 debug!("No reusable connection found for {peer}");
                 return None;
             };
