@@ -76,11 +76,24 @@ impl Drop for TempDir {
 
 /// A port that was free a moment ago. Whoever binds it next may lose a race
 /// with another process; [`Pylon::start`] retries for that reason.
+///
+/// Never the same port twice in one test process: the kernel may hand out a
+/// just-closed ephemeral port again at once, and two of them in one
+/// configuration (`listen` and `admin_listen`) make Pylon refuse it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("cannot bind an ephemeral port on 127.0.0.1")
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("cannot bind an ephemeral port on 127.0.0.1");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no ephemeral port on 127.0.0.1 that this test process has not used yet");
 }
 
 /// A port on 127.0.0.1 where connections are refused. Taken from the
