@@ -24,9 +24,17 @@ pub(super) fn read(text: &str) -> Result<(ServerConf, RawFile), ConfigError> {
     // Pylon's half first: it also refuses unknown top-level keys.
     let raw: RawFile = serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
         .map_err(|e| typed_error(&doc, e))?;
-    let server: ServerConf =
+    let mut server: ServerConf =
         serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
             .map_err(|e| typed_error(&doc, e))?;
+    // Pylon's default is nginx's model: a connection stays on the worker
+    // thread that accepted it. Tokio's work-stealing scheduler costs about
+    // 1,400 instructions more per keep-alive request (bench/count.sh) and
+    // buys nothing for short proxied requests. A file that names the key
+    // keeps what it says.
+    if lookup(&doc, &["work_stealing"]).is_none() {
+        server.work_stealing = false;
+    }
     let server = server.validate().map_err(|e| {
         let why = e
             .context
@@ -257,6 +265,14 @@ mod tests {
 
     fn at(e: &ConfigError) -> (usize, usize) {
         e.at.map(|p| (p.line, p.column)).expect("a position")
+    }
+
+    #[test]
+    fn work_stealing_is_off_unless_the_file_says_otherwise() {
+        let stealing = |text: &str| read(text).expect("accepted").0.work_stealing;
+        assert!(!stealing("threads: 2\n"));
+        assert!(!stealing("work_stealing: false\n"));
+        assert!(stealing("work_stealing: true\n"));
     }
 
     #[test]
