@@ -53,6 +53,35 @@ pub trait IntoCaseHeaderName {
             .or_err(InvalidHTTPHeader, "invalid header name")?;
         Ok((name, case))
     }
+
+    /// The parsed [`HeaderName`], and its case only where it is not the name's
+    /// [`default_spelling`]: what a header that preserves case needs to record.
+    ///
+    /// The default compares [`Self::into_name_and_case`]'s case with the default spelling; a
+    /// [`HeaderName`] is always written in its default spelling, so it returns `None` without
+    /// building a case at all.
+    fn into_name_and_spelling(self) -> Result<(HeaderName, Option<CaseHeaderName>)>
+    where
+        Self: Sized,
+    {
+        let (name, case) = self.into_name_and_case()?;
+        if is_default_spelling(&name, case.as_slice()) {
+            Ok((name, None))
+        } else {
+            Ok((name, Some(case)))
+        }
+    }
+}
+
+/// How a header name goes out on HTTP/1 when no other case was recorded for it: the usual
+/// spelling of a registered name (`Content-Type`, `ETag`, `WWW-Authenticate`), otherwise the
+/// name in lower case, as [`HeaderName`] stores it.
+pub fn default_spelling(name: &HeaderName) -> &str {
+    titled_header_name_str(name).unwrap_or(name.as_str())
+}
+
+fn is_default_spelling(name: &HeaderName, case: &[u8]) -> bool {
+    default_spelling(name).as_bytes() == case
 }
 
 /// A header name parsed once, together with the case it is written in on HTTP/1.
@@ -78,6 +107,8 @@ pub trait IntoCaseHeaderName {
 pub struct CasedHeaderName {
     name: HeaderName,
     case: CaseHeaderName,
+    // `case` is the name's default spelling, so a header need not record it.
+    is_default: bool,
 }
 
 impl CasedHeaderName {
@@ -94,6 +125,7 @@ impl CasedHeaderName {
             );
         }
         Ok(CasedHeaderName {
+            is_default: is_default_spelling(&name, case.as_bytes()),
             name,
             case: CaseHeaderName(Bytes::from_static(case.as_bytes())),
         })
@@ -118,6 +150,10 @@ impl IntoCaseHeaderName for CasedHeaderName {
     fn into_name_and_case(self) -> Result<(HeaderName, CaseHeaderName)> {
         Ok((self.name, self.case))
     }
+
+    fn into_name_and_spelling(self) -> Result<(HeaderName, Option<CaseHeaderName>)> {
+        Ok((self.name, (!self.is_default).then_some(self.case)))
+    }
 }
 
 impl IntoCaseHeaderName for &CasedHeaderName {
@@ -127,6 +163,13 @@ impl IntoCaseHeaderName for &CasedHeaderName {
 
     fn into_name_and_case(self) -> Result<(HeaderName, CaseHeaderName)> {
         Ok((self.name.clone(), self.case.clone()))
+    }
+
+    fn into_name_and_spelling(self) -> Result<(HeaderName, Option<CaseHeaderName>)> {
+        Ok((
+            self.name.clone(),
+            (!self.is_default).then(|| self.case.clone()),
+        ))
     }
 }
 
@@ -157,6 +200,10 @@ impl IntoCaseHeaderName for HeaderName {
         let case = CaseHeaderName(titled_header_name(&self));
         Ok((self, case))
     }
+
+    fn into_name_and_spelling(self) -> Result<(HeaderName, Option<CaseHeaderName>)> {
+        Ok((self, None))
+    }
 }
 
 impl IntoCaseHeaderName for &HeaderName {
@@ -166,6 +213,10 @@ impl IntoCaseHeaderName for &HeaderName {
 
     fn into_name_and_case(self) -> Result<(HeaderName, CaseHeaderName)> {
         Ok((self.clone(), CaseHeaderName(titled_header_name(self))))
+    }
+
+    fn into_name_and_spelling(self) -> Result<(HeaderName, Option<CaseHeaderName>)> {
+        Ok((self.clone(), None))
     }
 }
 
@@ -183,21 +234,80 @@ fn titled_header_name(header_name: &HeaderName) -> Bytes {
 }
 
 pub(crate) fn titled_header_name_str(header_name: &HeaderName) -> Option<&'static str> {
+    // The spellings of the IANA registry for the names `http` knows, so that a header that
+    // arrived in its usual spelling needs no case of its own (see `default_spelling`).
     Some(match *header_name {
+        header::ACCEPT => "Accept",
+        header::ACCEPT_CHARSET => "Accept-Charset",
+        header::ACCEPT_ENCODING => "Accept-Encoding",
+        header::ACCEPT_LANGUAGE => "Accept-Language",
         header::ACCEPT_RANGES => "Accept-Ranges",
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS => "Access-Control-Allow-Credentials",
+        header::ACCESS_CONTROL_ALLOW_HEADERS => "Access-Control-Allow-Headers",
+        header::ACCESS_CONTROL_ALLOW_METHODS => "Access-Control-Allow-Methods",
+        header::ACCESS_CONTROL_ALLOW_ORIGIN => "Access-Control-Allow-Origin",
+        header::ACCESS_CONTROL_EXPOSE_HEADERS => "Access-Control-Expose-Headers",
+        header::ACCESS_CONTROL_MAX_AGE => "Access-Control-Max-Age",
+        header::ACCESS_CONTROL_REQUEST_HEADERS => "Access-Control-Request-Headers",
+        header::ACCESS_CONTROL_REQUEST_METHOD => "Access-Control-Request-Method",
         header::AGE => "Age",
+        header::ALLOW => "Allow",
+        header::ALT_SVC => "Alt-Svc",
+        header::AUTHORIZATION => "Authorization",
         header::CACHE_CONTROL => "Cache-Control",
         header::CONNECTION => "Connection",
-        header::CONTENT_TYPE => "Content-Type",
+        header::CONTENT_DISPOSITION => "Content-Disposition",
         header::CONTENT_ENCODING => "Content-Encoding",
+        header::CONTENT_LANGUAGE => "Content-Language",
         header::CONTENT_LENGTH => "Content-Length",
+        header::CONTENT_LOCATION => "Content-Location",
+        header::CONTENT_RANGE => "Content-Range",
+        header::CONTENT_SECURITY_POLICY => "Content-Security-Policy",
+        header::CONTENT_TYPE => "Content-Type",
+        header::COOKIE => "Cookie",
         header::DATE => "Date",
-        header::TRANSFER_ENCODING => "Transfer-Encoding",
+        header::ETAG => "ETag",
+        header::EXPECT => "Expect",
+        header::EXPIRES => "Expires",
+        header::FORWARDED => "Forwarded",
+        header::FROM => "From",
         header::HOST => "Host",
+        header::IF_MATCH => "If-Match",
+        header::IF_MODIFIED_SINCE => "If-Modified-Since",
+        header::IF_NONE_MATCH => "If-None-Match",
+        header::IF_RANGE => "If-Range",
+        header::IF_UNMODIFIED_SINCE => "If-Unmodified-Since",
+        header::LAST_MODIFIED => "Last-Modified",
+        header::LINK => "Link",
+        header::LOCATION => "Location",
+        header::MAX_FORWARDS => "Max-Forwards",
+        header::ORIGIN => "Origin",
+        header::PRAGMA => "Pragma",
+        header::PROXY_AUTHENTICATE => "Proxy-Authenticate",
+        header::PROXY_AUTHORIZATION => "Proxy-Authorization",
+        header::RANGE => "Range",
+        header::REFERER => "Referer",
+        header::RETRY_AFTER => "Retry-After",
+        header::SEC_WEBSOCKET_ACCEPT => "Sec-WebSocket-Accept",
+        header::SEC_WEBSOCKET_EXTENSIONS => "Sec-WebSocket-Extensions",
+        header::SEC_WEBSOCKET_KEY => "Sec-WebSocket-Key",
+        header::SEC_WEBSOCKET_PROTOCOL => "Sec-WebSocket-Protocol",
+        header::SEC_WEBSOCKET_VERSION => "Sec-WebSocket-Version",
         header::SERVER => "Server",
         header::SET_COOKIE => "Set-Cookie",
-        // TODO: add more const header here to map to their titled case
-        // TODO: automatically upper case the first letter?
+        header::STRICT_TRANSPORT_SECURITY => "Strict-Transport-Security",
+        header::TE => "TE",
+        header::TRAILER => "Trailer",
+        header::TRANSFER_ENCODING => "Transfer-Encoding",
+        header::UPGRADE => "Upgrade",
+        header::UPGRADE_INSECURE_REQUESTS => "Upgrade-Insecure-Requests",
+        header::USER_AGENT => "User-Agent",
+        header::VARY => "Vary",
+        header::VIA => "Via",
+        header::WARNING => "Warning",
+        header::WWW_AUTHENTICATE => "WWW-Authenticate",
+        header::X_CONTENT_TYPE_OPTIONS => "X-Content-Type-Options",
+        header::X_FRAME_OPTIONS => "X-Frame-Options",
         _ => {
             return None;
         }

@@ -50,20 +50,91 @@ pub mod prelude {
     pub use crate::ResponseHeader;
 }
 
-/* an ordered header map to store the original case of each header name
-HMap({
-    "foo": ["Foo", "foO", "FoO"]
-})
-The order how HeaderMap iter over its items is "arbitrary, but consistent".
-Hopefully this property makes sure this map of header names always iterates in the
-same order of the map of header values.
-This idea is inspaired by hyper @nox
-*/
-type CaseMap = HMap<CaseHeaderName>;
+/// The case of the header fields whose names are not written in their default spelling
+/// (`case_header_name::default_spelling`): the name, the field's place among the values of
+/// that name, and its case.
+///
+/// Most names arrive in their default spelling (`Host`, `Content-Type`, `ETag`), so most
+/// headers record nothing here and the value map is the only map an insert touches, where a
+/// second `HeaderMap` of cases used to be hashed and probed for every field.
+#[derive(Debug, Clone, Default)]
+struct CaseMap(Vec<(HeaderName, usize, CaseHeaderName)>);
+
+impl CaseMap {
+    fn get(&self, name: &HeaderName, nth: usize) -> Option<&CaseHeaderName> {
+        self.0
+            .iter()
+            .find(|(n, i, _)| *i == nth && n == name)
+            .map(|(_, _, case)| case)
+    }
+
+    /// After `insert`: `name` has one field, in `case` or its default spelling.
+    fn replace(&mut self, name: &HeaderName, case: Option<CaseHeaderName>) {
+        // Usually the name has no case recorded yet: one look, nothing to remove.
+        if self.0.iter().any(|(n, _, _)| n == name) {
+            self.0.retain(|(n, _, _)| n != name);
+        }
+        if let Some(case) = case {
+            self.0.push((name.clone(), 0, case));
+        }
+    }
+
+    /// Forgets the names that are no longer in `value_map`.
+    fn retain_present<T>(&mut self, value_map: &HMap<T>) {
+        if !self.0.is_empty() {
+            self.0.retain(|(n, _, _)| value_map.contains_key(n));
+        }
+    }
+
+    /// How the `nth` field named `name` goes out on HTTP/1.
+    fn spelling<'a>(
+        this: Option<&'a Self>,
+        name: &'a HeaderName,
+        nth: usize,
+    ) -> HeaderNameVariant<'a> {
+        match this.and_then(|m| m.get(name, nth)) {
+            Some(case) => HeaderNameVariant::Case(case),
+            None => HeaderNameVariant::Titled(case_header_name::default_spelling(name)),
+        }
+    }
+
+    /// Every field with how its name goes out on HTTP/1, in the value map's order.
+    fn fields<'a>(
+        this: Option<&'a Self>,
+        value_map: &'a HMap,
+    ) -> impl Iterator<Item = (HeaderNameVariant<'a>, &'a HeaderValue)> + 'a {
+        // The map yields the fields of one name one after the other, each with a reference to
+        // the same key: counting them needs no comparison of names.
+        let this = this.filter(|m| !m.0.is_empty());
+        let mut last: Option<&HeaderName> = None;
+        let mut nth = 0;
+        value_map.iter().map(move |(name, value)| {
+            if this.is_some() {
+                if last.is_some_and(|l| std::ptr::eq(l, name)) {
+                    nth += 1;
+                } else {
+                    last = Some(name);
+                    nth = 0;
+                }
+            }
+            (Self::spelling(this, name, nth), value)
+        })
+    }
+}
 
 pub enum HeaderNameVariant<'a> {
     Case(&'a CaseHeaderName),
     Titled(&'a str),
+}
+
+impl HeaderNameVariant<'_> {
+    /// The name as written on HTTP/1.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Case(case) => case.as_slice(),
+            Self::Titled(name) => name.as_bytes(),
+        }
+    }
 }
 
 /// The HTTP request header type.
@@ -167,9 +238,7 @@ impl RequestHeader {
         size_hint: Option<usize>,
     ) -> Result<Self> {
         let mut req = Self::build_no_case(method, path, size_hint)?;
-        req.header_name_map = Some(CaseMap::with_capacity(http_header_map_upper_bound(
-            size_hint,
-        )));
+        req.header_name_map = Some(CaseMap::default());
         Ok(req)
     }
 
@@ -250,7 +319,7 @@ impl RequestHeader {
     /// Otherwise returns an empty iterator.
     ///
     /// Headers of the same name are visited in insertion order.
-    pub fn case_header_iter(&self) -> impl Iterator<Item = (&CaseHeaderName, &HeaderValue)> + '_ {
+    pub fn case_header_iter(&self) -> impl Iterator<Item = (HeaderNameVariant<'_>, &HeaderValue)> {
         case_header_iter(self.header_name_map.as_ref(), &self.base.headers)
     }
 
@@ -259,10 +328,10 @@ impl RequestHeader {
         self.header_name_map.is_some()
     }
 
-    /// Reserve capacity for at least `additional` more headers, in both the header map and the
-    /// case-preserving name map, so that a caller about to insert several headers does not make
-    /// each map grow, and rehash, several times. The maps are otherwise reachable mutably only
-    /// through `insert_header()`, `append_header()` and `remove_header()`.
+    /// Reserve capacity for at least `additional` more headers, in the header map and for
+    /// their case, so that a caller about to insert several headers does not make the map
+    /// grow, and rehash, several times. Both are otherwise reachable mutably only through
+    /// `insert_header()`, `append_header()` and `remove_header()`.
     ///
     /// The capacity is capped like [`Self::build`]'s size hint.
     pub fn reserve(&mut self, additional: usize) {
@@ -271,7 +340,7 @@ impl RequestHeader {
         // on their own with an error: nothing to report here.
         let _ = self.base.headers.try_reserve(additional);
         if let Some(name_map) = self.header_name_map.as_mut() {
-            let _ = name_map.try_reserve(additional);
+            name_map.0.reserve(additional);
         }
     }
 
@@ -279,26 +348,9 @@ impl RequestHeader {
         &self,
         mut f: F,
     ) -> Result<()> {
-        let key_map = self.header_name_map.as_ref();
-        let value_map = &self.base.headers;
-
-        if let Some(key_map) = key_map {
-            let iter = key_map.iter().zip(value_map.iter());
-            for ((header, case_header), (header2, val)) in iter {
-                if header != header2 {
-                    // in case the header iteration order changes in future versions of HMap
-                    panic!("header iter mismatch {}, {}", header, header2)
-                }
-                f(HeaderNameVariant::Case(case_header), val)?;
-            }
-        } else {
-            for (header, value) in value_map {
-                let titled_header =
-                    case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
-                f(HeaderNameVariant::Titled(titled_header), value)?;
-            }
+        for (name, value) in CaseMap::fields(self.header_name_map.as_ref(), &self.base.headers) {
+            f(name, value)?;
         }
-
         Ok(())
     }
 
@@ -523,9 +575,7 @@ impl From<Box<ResponseHeader>> for Box<RespParts> {
 impl ResponseHeader {
     fn new(size_hint: Option<usize>) -> Self {
         let mut resp_header = Self::new_no_case(size_hint);
-        resp_header.header_name_map = Some(CaseMap::with_capacity(http_header_map_upper_bound(
-            size_hint,
-        )));
+        resp_header.header_name_map = Some(CaseMap::default());
         resp_header
     }
 
@@ -620,7 +670,7 @@ impl ResponseHeader {
     /// Otherwise returns an empty iterator.
     ///
     /// Headers of the same name are visited in insertion order.
-    pub fn case_header_iter(&self) -> impl Iterator<Item = (&CaseHeaderName, &HeaderValue)> + '_ {
+    pub fn case_header_iter(&self) -> impl Iterator<Item = (HeaderNameVariant<'_>, &HeaderValue)> {
         case_header_iter(self.header_name_map.as_ref(), &self.base.headers)
     }
 
@@ -629,10 +679,10 @@ impl ResponseHeader {
         self.header_name_map.is_some()
     }
 
-    /// Reserve capacity for at least `additional` more headers, in both the header map and the
-    /// case-preserving name map, so that a caller about to insert several headers does not make
-    /// each map grow, and rehash, several times. The maps are otherwise reachable mutably only
-    /// through `insert_header()`, `append_header()` and `remove_header()`.
+    /// Reserve capacity for at least `additional` more headers, in the header map and for
+    /// their case, so that a caller about to insert several headers does not make the map
+    /// grow, and rehash, several times. Both are otherwise reachable mutably only through
+    /// `insert_header()`, `append_header()` and `remove_header()`.
     ///
     /// The capacity is capped like [`Self::build`]'s size hint.
     pub fn reserve(&mut self, additional: usize) {
@@ -641,7 +691,7 @@ impl ResponseHeader {
         // on their own with an error: nothing to report here.
         let _ = self.base.headers.try_reserve(additional);
         if let Some(name_map) = self.header_name_map.as_mut() {
-            let _ = name_map.try_reserve(additional);
+            name_map.0.reserve(additional);
         }
     }
 
@@ -649,26 +699,9 @@ impl ResponseHeader {
         &self,
         mut f: F,
     ) -> Result<()> {
-        let key_map = self.header_name_map.as_ref();
-        let value_map = &self.base.headers;
-
-        if let Some(key_map) = key_map {
-            let iter = key_map.iter().zip(value_map.iter());
-            for ((header, case_header), (header2, val)) in iter {
-                if header != header2 {
-                    // in case the header iteration order changes in future versions of HMap
-                    panic!("header iter mismatch {}, {}", header, header2)
-                }
-                f(HeaderNameVariant::Case(case_header), val)?;
-            }
-        } else {
-            for (header, value) in value_map {
-                let titled_header =
-                    case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
-                f(HeaderNameVariant::Titled(titled_header), value)?;
-            }
+        for (name, value) in CaseMap::fields(self.header_name_map.as_ref(), &self.base.headers) {
+            f(name, value)?;
         }
-
         Ok(())
     }
 
@@ -879,22 +912,27 @@ fn append_header_value<T>(
     name: impl IntoCaseHeaderName,
     value: T,
 ) -> Result<bool> {
-    let (header_name, case_header_name) = name.into_name_and_case()?;
-    // store the original case in the map
-    if let Some(name_map) = name_map {
-        // Use the non-panicking `try_append`: the infallible `append` calls
-        // `.expect("size overflows MAX_SIZE")` internally, which would abort the
-        // process if the case map ever exceeded `http`'s `MAX_SIZE` (1 << 15).
-        name_map
-            .try_append(header_name.clone(), case_header_name)
-            .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
-    }
-
-    // Non-panicking `try_append` for the same reason as the case map above.
-    value_map.try_append(header_name, value).or_err(
+    let (header_name, case) = name.into_name_and_spelling()?;
+    // A field in its name's default spelling records nothing; another records its place among
+    // the fields of its name.
+    let record = match (name_map, case) {
+        (Some(name_map), Some(case)) => {
+            let nth = value_map.get_all(&header_name).iter().count();
+            Some((name_map, header_name.clone(), nth, case))
+        }
+        _ => None,
+    };
+    // Non-panicking `try_append`: the infallible `append` calls
+    // `.expect("size overflows MAX_SIZE")` internally, which would abort the process if the map
+    // ever exceeded `http`'s `MAX_SIZE` (1 << 15).
+    let existed = value_map.try_append(header_name, value).or_err(
         InvalidHTTPHeader,
         "header value map size overflows MAX_SIZE",
-    )
+    )?;
+    if let Some((name_map, header_name, nth, case)) = record {
+        name_map.0.push((header_name, nth, case));
+    }
+    Ok(existed)
 }
 
 #[inline]
@@ -904,10 +942,9 @@ fn insert_header_value<T>(
     name: impl IntoCaseHeaderName,
     value: T,
 ) -> Result<()> {
-    let (header_name, case_header_name) = name.into_name_and_case()?;
+    let (header_name, case) = name.into_name_and_spelling()?;
     if let Some(name_map) = name_map {
-        // store the original case in the map
-        name_map.insert(header_name.clone(), case_header_name);
+        name_map.replace(&header_name, case);
     }
     value_map.insert(header_name, value);
     Ok(())
@@ -926,7 +963,7 @@ where
     let removed = value_map.remove(name);
     if removed.is_some() {
         if let Some(name_map) = name_map {
-            name_map.remove(name);
+            name_map.retain_present(value_map);
         }
     }
     removed
@@ -1034,22 +1071,11 @@ fn header_to_h1_wire(key_map: Option<&CaseMap>, value_map: &HMap, buf: &mut impl
     const CRLF: &[u8; 2] = b"\r\n";
     const HEADER_KV_DELIMITER: &[u8; 2] = b": ";
 
-    if let Some(key_map) = key_map {
-        case_header_iter(key_map.into(), value_map).for_each(|(case_header, val)| {
-            buf.put_slice(case_header.as_slice());
-            buf.put_slice(HEADER_KV_DELIMITER);
-            buf.put_slice(val.as_ref());
-            buf.put_slice(CRLF);
-        });
-    } else {
-        for (header, value) in value_map {
-            let titled_header =
-                case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
-            buf.put_slice(titled_header.as_bytes());
-            buf.put_slice(HEADER_KV_DELIMITER);
-            buf.put_slice(value.as_ref());
-            buf.put_slice(CRLF);
-        }
+    for (name, value) in CaseMap::fields(key_map, value_map) {
+        buf.put_slice(name.as_bytes());
+        buf.put_slice(HEADER_KV_DELIMITER);
+        buf.put_slice(value.as_ref());
+        buf.put_slice(CRLF);
     }
 }
 
@@ -1057,17 +1083,10 @@ fn header_to_h1_wire(key_map: Option<&CaseMap>, value_map: &HMap, buf: &mut impl
 fn case_header_iter<'a>(
     name_map: Option<&'a CaseMap>,
     value_map: &'a HMap,
-) -> impl Iterator<Item = (&'a CaseHeaderName, &'a HeaderValue)> + 'a {
-    name_map.into_iter().flat_map(|name_map| {
-        name_map
-            .iter()
-            .zip(value_map.iter())
-            .map(|((h1, name), (h2, value))| {
-                // in case the header iteration order changes in future versions of HMap
-                assert_eq!(h1, h2, "header iter mismatch {}, {}", h1, h2);
-                (name, value)
-            })
-    })
+) -> impl Iterator<Item = (HeaderNameVariant<'a>, &'a HeaderValue)> + 'a {
+    name_map
+        .into_iter()
+        .flat_map(move |name_map| CaseMap::fields(Some(name_map), value_map))
 }
 
 #[cfg(test)]
@@ -1082,6 +1101,49 @@ mod tests {
     }
 
     #[test]
+    fn test_case_recorded_only_where_not_the_default() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        for (name, value) in [
+            ("ETag", "\"a\""),
+            ("content-type", "text/plain"),
+            ("X-Foo", "1"),
+            ("x-bar", "2"),
+            ("Set-Cookie", "a=1"),
+            ("SET-COOKIE", "b=2"),
+            ("Set-Cookie", "c=3"),
+        ] {
+            resp.append_header(name.to_string(), value).unwrap();
+        }
+        // ETag, x-bar and the first and third Set-Cookie are in their default spelling.
+        assert_eq!(resp.header_name_map.as_ref().map(|m| m.0.len()), Some(3));
+        let mut buf = vec![];
+        resp.header_to_h1_wire(&mut buf);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "ETag: \"a\"\r\ncontent-type: text/plain\r\nX-Foo: 1\r\nx-bar: 2\r\n\
+             Set-Cookie: a=1\r\nSET-COOKIE: b=2\r\nSet-Cookie: c=3\r\n"
+        );
+
+        // insert replaces every field of the name, and its case with them
+        resp.insert_header("set-cookie", "d=4").unwrap();
+        resp.insert_header(http::header::CONTENT_TYPE, "text/html").unwrap();
+        resp.remove_header("x-foo");
+        assert_eq!(resp.header_name_map.as_ref().map(|m| m.0.len()), Some(1));
+        let mut buf = vec![];
+        resp.header_to_h1_wire(&mut buf);
+        let wire = String::from_utf8(buf).unwrap();
+        assert!(wire.contains("set-cookie: d=4\r\n"), "{wire}");
+        assert!(wire.contains("Content-Type: text/html\r\n"), "{wire}");
+        assert!(!wire.contains("X-Foo"), "{wire}");
+        let names: Vec<_> = resp
+            .case_header_iter()
+            .map(|(n, _)| String::from_utf8(n.as_bytes().to_vec()).unwrap())
+            .collect();
+        // (removing a name moves the last one into its place, as `HeaderMap` does)
+        assert_eq!(names, ["ETag", "Content-Type", "set-cookie", "x-bar"]);
+    }
+
+    #[test]
     fn test_single_header() {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("foo", "bar").unwrap();
@@ -1090,7 +1152,7 @@ mod tests {
         req.header_to_h1_wire(&mut buf);
         assert_eq!(buf, b"FoO: Bar\r\n");
         req.case_header_iter().enumerate().for_each(|(i, (k, v))| {
-            let name = String::from_utf8_lossy(k.as_slice()).into_owned();
+            let name = String::from_utf8_lossy(k.as_bytes()).into_owned();
             let value = String::from_utf8_lossy(v.as_ref()).into_owned();
             match i + 1 {
                 1 => {
@@ -1108,7 +1170,7 @@ mod tests {
         resp.header_to_h1_wire(&mut buf);
         assert_eq!(buf, b"FoO: Bar\r\n");
         resp.case_header_iter().enumerate().for_each(|(i, (k, v))| {
-            let name = String::from_utf8_lossy(k.as_slice()).into_owned();
+            let name = String::from_utf8_lossy(k.as_bytes()).into_owned();
             let value = String::from_utf8_lossy(v.as_ref()).into_owned();
             match i + 1 {
                 1 => {
@@ -1156,7 +1218,7 @@ mod tests {
             b"FoO: Bar\r\nfOO: bar\r\nBAZ: baR\r\nContent-Length: 0\r\n"
         );
         req.case_header_iter().enumerate().for_each(|(i, (k, v))| {
-            let name = String::from_utf8_lossy(k.as_slice()).into_owned();
+            let name = String::from_utf8_lossy(k.as_bytes()).into_owned();
             let value = String::from_utf8_lossy(v.as_ref()).into_owned();
             match i + 1 {
                 1 => {
@@ -1194,7 +1256,7 @@ mod tests {
             b"FoO: Bar\r\nfOO: bar\r\nBAZ: baR\r\nContent-Length: 0\r\n"
         );
         resp.case_header_iter().enumerate().for_each(|(i, (k, v))| {
-            let name = String::from_utf8_lossy(k.as_slice()).into_owned();
+            let name = String::from_utf8_lossy(k.as_bytes()).into_owned();
             let value = String::from_utf8_lossy(v.as_ref()).into_owned();
             match i + 1 {
                 1 => {
