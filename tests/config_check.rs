@@ -732,14 +732,15 @@ fn test_print_round_trips_with_the_environment_overlay() {
             "{want:?} not in route {route}:\n{printed}"
         );
     }
-    // Defaults are filled in; Pingora's too, with Pylon's grace period.
+    // Defaults are filled in; Pingora's too, with Pylon's grace period and
+    // work_stealing.
     for line in [
         "\n    header_timeout: 10s\n",
         "\n      connect_timeout: 10s\n",
         "\n      read_timeout: 1h\n",
         "\n  admin_listen: \"127.0.0.1:9191\"\n",
         "\ngrace_period_seconds: 25\n",
-        "\nwork_stealing: true\n",
+        "\nwork_stealing: false\n",
         "\n    hsts: 0\n",
     ] {
         assert!(printed.contains(line), "{line:?} not in:\n{printed}");
