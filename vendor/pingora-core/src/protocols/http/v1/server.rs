@@ -960,11 +960,12 @@ impl HttpSession {
             /* update headers */
             header.insert_header(header::DATE, date::get_cached_date())?;
 
-            // TODO: make these lazy static
+            // Static values: a `&str` would be checked and copied into a new allocation for
+            // every response.
             let connection_value = if self.will_keepalive() {
-                "keep-alive"
+                const { HeaderValue::from_static("keep-alive") }
             } else {
-                "close"
+                const { HeaderValue::from_static("close") }
             };
             header.insert_header(header::CONNECTION, connection_value)?;
         }
@@ -974,6 +975,9 @@ impl HttpSession {
             self.set_keepalive(None);
         }
 
+        // Whether the header carries a `Content-Length`, when the body writer's framing already
+        // looked it up.
+        let mut has_content_length = None;
         // Allow informational header (excluding 101) to pass through without affecting the state
         // of the request
         if header.status == 101 || !header.status.is_informational() {
@@ -1012,7 +1016,7 @@ impl HttpSession {
                     // continue to read body as-is, this is now just a regular request
                 }
             }
-            self.init_body_writer(header);
+            has_content_length = self.init_body_writer(header);
         }
 
         // Defense-in-depth: if response body is close-delimited, mark session
@@ -1032,12 +1036,15 @@ impl HttpSession {
         // 1. 1xx response: client needs to see it before the rest of response
         // 2. No content length: the response could be generated in real time
         let should_flush = header.status.is_informational()
-            || header.headers.get(header::CONTENT_LENGTH).is_none();
+            || !has_content_length
+                .unwrap_or_else(|| header.headers.contains_key(header::CONTENT_LENGTH));
 
         Ok(Some((write_buf.freeze(), should_flush)))
     }
 
-    fn init_body_writer(&mut self, header: &ResponseHeader) {
+    /// Returns whether the header carries a `Content-Length` when that was looked up on the way
+    /// (see [`init_body_writer_comm`]).
+    fn init_body_writer(&mut self, header: &ResponseHeader) -> Option<bool> {
         use http::StatusCode;
         /* the following responses don't have body 204, 304, and HEAD */
         if matches!(
@@ -1046,18 +1053,19 @@ impl HttpSession {
         ) || self.get_method() == Some(&Method::HEAD)
         {
             self.body_writer.init_content_length(0);
-            return;
+            return None;
         }
 
         if header.status.is_informational() && header.status != StatusCode::SWITCHING_PROTOCOLS {
             // 1xx response, not enough to init body
-            return;
+            return None;
         }
 
         if self.is_upgrade(header) == Some(true) {
             self.body_writer.init_close_delimited();
+            None
         } else {
-            init_body_writer_comm(&mut self.body_writer, &header.headers);
+            init_body_writer_comm(&mut self.body_writer, &header.headers)
         }
     }
 
