@@ -3,12 +3,13 @@
 //! receives (`upstream_request_filter`).
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HOST};
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
 use http::uri::{PathAndQuery, Uri};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use pingora::ErrorType;
 
+use super::request::trusted_value;
 use super::state::{is_tls, peer_ip, Ctx, Pylon, Target};
 use crate::headers::{
     self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PREFIX, X_FORWARDED_PROTO, X_REAL_IP,
@@ -137,15 +138,12 @@ impl Pylon {
         ctx: &Ctx,
     ) -> Result<()> {
         req.insert_header(&*X_REQUEST_ID, ctx.request_id.clone())?;
-        let trusted = ctx.peer_trusted;
+        // The client's own forwarding headers count only from a trusted
+        // proxy (`trusted_value`): for other clients they are not looked up.
         if let Some(peer) = peer_ip(session) {
-            let xff = headers::forwarded_for(
-                peer,
-                req.headers
-                    .get(X_FORWARDED_FOR.name())
-                    .map(|v| v.as_bytes()),
-                &self.trusted,
-            );
+            let incoming = trusted_value(req, ctx, X_FORWARDED_FOR.name());
+            let xff =
+                headers::forwarded_for(peer, incoming.map(HeaderValue::as_bytes), &self.trusted);
             req.insert_header(&*X_FORWARDED_FOR, xff)?;
         }
         if let Some(ip) = ctx.client_ip {
@@ -153,15 +151,18 @@ impl Pylon {
         }
         let proto = headers::forwarded_proto(
             if is_tls(session) { "https" } else { "http" },
-            trusted,
-            req.headers
-                .get(X_FORWARDED_PROTO.name())
-                .map(|v| v.as_bytes()),
+            ctx.peer_trusted,
+            trusted_value(req, ctx, X_FORWARDED_PROTO.name()).map(HeaderValue::as_bytes),
         );
+        // Static values: text would be checked and copied for every request.
+        let proto = match proto {
+            "https" => const { HeaderValue::from_static("https") },
+            _ => const { HeaderValue::from_static("http") },
+        };
         req.insert_header(&*X_FORWARDED_PROTO, proto)?;
-        let forwarded_host = match req.headers.get(X_FORWARDED_HOST.name()) {
-            Some(h) if trusted => Some(h.clone()),
-            _ => ctx.authority.clone(),
+        let forwarded_host = match trusted_value(req, ctx, X_FORWARDED_HOST.name()) {
+            Some(h) => Some(h.clone()),
+            None => ctx.authority.clone(),
         };
         match forwarded_host {
             Some(h) => req.insert_header(&*X_FORWARDED_HOST, h)?,
