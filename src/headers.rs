@@ -245,7 +245,13 @@ pub static HOP_BY_HOP: [HeaderName; 6] = [
 pub fn connection_nominated(values: impl Iterator<Item = impl AsRef<[u8]>>) -> Vec<String> {
     let mut out = Vec::new();
     for v in values {
-        let Ok(s) = std::str::from_utf8(v.as_ref()) else {
+        let v = v.as_ref();
+        // The usual value whole, before any splitting and trimming: it
+        // nominates nothing.
+        if v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close") {
+            continue;
+        }
+        let Ok(s) = std::str::from_utf8(v) else {
             continue;
         };
         for token in s.split(',') {

@@ -79,34 +79,64 @@ pub fn normalise(target: &[u8]) -> Result<Target<'_>, PathError> {
     Ok(Target { path, query })
 }
 
+/// Which bytes are a pchar (RFC 3986 §3.3) or `/`, by value: the check runs
+/// for every byte of every request's path, and a table is one load where
+/// the list of sub-delimiters took a scan of it per byte.
+static PCHAR_OR_SLASH: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let others = b"-._~!$&'()*+,;=:@/";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 fn is_pchar_or_slash(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b)
+    PCHAR_OR_SLASH[usize::from(b)]
 }
 
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~".contains(&b)
 }
 
+/// Whether `path` (starting with `/`) is its own normal form: only pchar
+/// bytes and `/`, and no segment that normalising would change: an empty
+/// one other than the last (`/a/` is normal), `.` or `..`, with or without
+/// `;` parameters. One pass, since it runs for every request.
 fn is_already_normal(path: &[u8]) -> bool {
-    let mut seg_start = 1;
-    for i in 1..=path.len() {
-        let end = i == path.len() || path[i] == b'/';
-        if end {
-            let seg = &path[seg_start..i];
-            let before_params = seg.split(|&b| b == b';').next().unwrap_or_default();
-            // An empty segment is fine only as the trailing one (`/a/`).
-            if (seg.is_empty() && i != path.len())
-                || before_params == b"."
-                || before_params == b".."
-            {
-                return false;
-            }
-            seg_start = i + 1;
-        } else if !is_pchar_or_slash(path[i]) {
+    // Of the current segment: whether it has any byte yet, whether its `;`
+    // parameters began, and the length and dots of the part before them.
+    let (mut empty, mut params, mut head, mut dots) = (true, false, 0usize, 0usize);
+    let dot_segment = |head: usize, dots: usize| head == dots && (head == 1 || head == 2);
+    for &b in path.get(1..).unwrap_or_default() {
+        if !is_pchar_or_slash(b) {
             return false;
         }
+        match b {
+            b'/' => {
+                if empty || dot_segment(head, dots) {
+                    return false;
+                }
+                (empty, params, head, dots) = (true, false, 0, 0);
+            }
+            b';' => (empty, params) = (false, true),
+            _ => {
+                empty = false;
+                if !params {
+                    head += 1;
+                    dots += usize::from(b == b'.');
+                }
+            }
+        }
     }
-    true
+    !dot_segment(head, dots)
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -200,6 +230,29 @@ mod tests {
 
     fn norm(s: &str) -> Result<String, PathError> {
         normalise(s.as_bytes()).map(|t| t.path.into_owned())
+    }
+
+    #[test]
+    fn pchar_table_is_the_rfc_set() {
+        for b in 0..=u8::MAX {
+            let listed = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b);
+            assert_eq!(is_pchar_or_slash(b), listed, "{b:#04x}");
+        }
+    }
+
+    #[test]
+    fn paths_needing_work_are_not_normal() {
+        for p in [
+            "//", "/a//b", "/.", "/./a", "/a/..", "/..;x/a", "/.;/a", "/a/.;", "/a%41", "/a b",
+            "/a/./", "/a\\b", "/é",
+        ] {
+            assert!(!is_already_normal(p.as_bytes()), "{p}");
+        }
+        for p in [
+            "/", "/a/", "/a;b/c", "/...", "/.a/..b", "/;x/a", "/a;./b", "/a/;", "/.../",
+        ] {
+            assert!(is_already_normal(p.as_bytes()), "{p}");
+        }
     }
 
     #[test]

@@ -2,11 +2,14 @@
 //! (`upstream_peer`, `fail_to_connect`) and the request the upstream
 //! receives (`upstream_request_filter`).
 
-use http::header::{CONTENT_LENGTH, HOST};
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
+use http::uri::{PathAndQuery, Uri};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use pingora::ErrorType;
 
+use super::request::trusted_value;
 use super::state::{is_tls, peer_ip, Ctx, Pylon, Target};
 use crate::headers::{
     self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PREFIX, X_FORWARDED_PROTO, X_REAL_IP,
@@ -72,7 +75,7 @@ impl Pylon {
     /// equal repeats (`5` twice, or `5, 5`); one is sent, as RFC 9110 §8.6
     /// allows, so no upstream can read the framing differently.
     pub(super) fn upstream_target(&self, req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
-        req.set_raw_path(&ctx.upstream_target)?;
+        set_target(req, &ctx.upstream_target)?;
         if let Some(length) = single_content_length(req)? {
             req.insert_header(CONTENT_LENGTH, length)?;
         }
@@ -135,15 +138,12 @@ impl Pylon {
         ctx: &Ctx,
     ) -> Result<()> {
         req.insert_header(&*X_REQUEST_ID, ctx.request_id.clone())?;
-        let trusted = ctx.peer_trusted;
+        // The client's own forwarding headers count only from a trusted
+        // proxy (`trusted_value`): for other clients they are not looked up.
         if let Some(peer) = peer_ip(session) {
-            let xff = headers::forwarded_for(
-                peer,
-                req.headers
-                    .get(X_FORWARDED_FOR.name())
-                    .map(|v| v.as_bytes()),
-                &self.trusted,
-            );
+            let incoming = trusted_value(req, ctx, X_FORWARDED_FOR.name());
+            let xff =
+                headers::forwarded_for(peer, incoming.map(HeaderValue::as_bytes), &self.trusted);
             req.insert_header(&*X_FORWARDED_FOR, xff)?;
         }
         if let Some(ip) = ctx.client_ip {
@@ -151,15 +151,18 @@ impl Pylon {
         }
         let proto = headers::forwarded_proto(
             if is_tls(session) { "https" } else { "http" },
-            trusted,
-            req.headers
-                .get(X_FORWARDED_PROTO.name())
-                .map(|v| v.as_bytes()),
+            ctx.peer_trusted,
+            trusted_value(req, ctx, X_FORWARDED_PROTO.name()).map(HeaderValue::as_bytes),
         );
+        // Static values: text would be checked and copied for every request.
+        let proto = match proto {
+            "https" => const { HeaderValue::from_static("https") },
+            _ => const { HeaderValue::from_static("http") },
+        };
         req.insert_header(&*X_FORWARDED_PROTO, proto)?;
-        let forwarded_host = match req.headers.get(X_FORWARDED_HOST.name()) {
-            Some(h) if trusted => Some(h.clone()),
-            _ => ctx.authority.clone(),
+        let forwarded_host = match trusted_value(req, ctx, X_FORWARDED_HOST.name()) {
+            Some(h) => Some(h.clone()),
+            None => ctx.authority.clone(),
         };
         match forwarded_host {
             Some(h) => req.insert_header(&*X_FORWARDED_HOST, h)?,
@@ -214,5 +217,60 @@ fn single_content_length(req: &RequestHeader) -> Result<Option<Vec<u8>>> {
             ErrorType::HTTPStatus(400),
             "conflicting Content-Length values",
         ))
+    }
+}
+
+/// Makes `target` the request's target. An origin-form target that `http`
+/// takes as it is (valid UTF-8, no fragment) becomes the URI directly:
+/// `set_raw_path` would run the same `PathAndQuery` parser on it, after a
+/// UTF-8 check of its own and through `Uri`'s builder, which cost as much
+/// again. Anything else (a target the parser refuses, alters or cannot
+/// hold) goes through `set_raw_path`, with its checks and its errors.
+fn set_target(req: &mut RequestHeader, target: &[u8]) -> Result<()> {
+    if target.first() == Some(&b'/') {
+        if let Ok(path) = PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(target)) {
+            if path.as_str().len() == target.len() {
+                req.set_uri(Uri::from(path));
+                return Ok(());
+            }
+        }
+    }
+    req.set_raw_path(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct path must leave the request exactly as `set_raw_path`
+    /// would, and fall back for every target it does not take whole.
+    #[test]
+    fn set_target_matches_set_raw_path() {
+        let targets: &[&[u8]] = &[
+            b"/",
+            b"/api/small",
+            b"/api/v1/jobs?x=1&y=%20",
+            b"/base?",
+            b"/a;b=c/d?q=\"{}\"",
+            b"/frag#ment",
+            b"/q?x#y",
+            b"/caf\xc3\xa9?\xc3\xa9",
+            b"/bad\xff?q",
+            b"/q?\xff",
+            b"/sp ace",
+            b"/tab\t",
+            b"/ctl\x01",
+            b"*",
+            b"",
+        ];
+        for target in targets {
+            let mut direct = RequestHeader::build("GET", b"/old", None).unwrap();
+            let mut parsed = direct.clone();
+            let a = set_target(&mut direct, target);
+            let b = parsed.set_raw_path(target);
+            assert_eq!(a.is_ok(), b.is_ok(), "{target:?}");
+            assert_eq!(direct.raw_path(), parsed.raw_path(), "{target:?}");
+            assert_eq!(direct.uri, parsed.uri, "{target:?}");
+        }
     }
 }

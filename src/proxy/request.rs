@@ -33,11 +33,13 @@ impl Pylon {
         // The head is in: stop its clock, and start the body's if one follows.
         let body_follows = !session.is_body_empty();
         if let Some(c) = ClockedStream::of(session.as_downstream().stream()) {
-            let expects_continue = session
-                .req_header()
-                .headers
-                .get(http::header::EXPECT)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            // Only a body waits for `100 Continue`: no lookup without one.
+            let expects_continue = body_follows
+                && session
+                    .req_header()
+                    .headers
+                    .get(http::header::EXPECT)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
             c.head_done(body_follows, expects_continue);
         }
         // Pingora otherwise keeps idle HTTP/1.1 connections forever. While
@@ -49,19 +51,16 @@ impl Pylon {
         session.set_keepalive((wants_keepalive && !draining).then_some(self.keepalive_secs));
 
         let req = session.req_header();
+        // What the client says of itself counts only from a trusted proxy,
+        // so the other clients' headers are not even looked up.
         if let Some(peer) = peer_ip(session) {
-            let xff = req
-                .headers
-                .get(X_FORWARDED_FOR.name())
-                .map(|v| v.as_bytes());
             ctx.peer_trusted = headers::is_trusted(peer, &self.trusted);
+            let xff = trusted_value(req, ctx, X_FORWARDED_FOR.name()).map(HeaderValue::as_bytes);
             ctx.client_ip = Some(headers::real_client_ip(peer, xff, &self.trusted));
         }
         // Kept from a trusted proxy, so one id follows a request end to end.
-        ctx.request_id = match req.headers.get(X_REQUEST_ID.name()) {
-            Some(v) if ctx.peer_trusted && headers::acceptable_request_id(v.as_bytes()) => {
-                v.clone()
-            }
+        ctx.request_id = match trusted_value(req, ctx, X_REQUEST_ID.name()) {
+            Some(v) if headers::acceptable_request_id(v.as_bytes()) => v.clone(),
             _ => headers::new_request_id_value(),
         };
     }
@@ -176,6 +175,19 @@ impl Pylon {
     }
 }
 
+/// The request's `name` header when the peer is a trusted proxy, `None`
+/// without a lookup otherwise.
+pub(super) fn trusted_value<'r>(
+    req: &'r RequestHeader,
+    ctx: &Ctx,
+    name: &http::HeaderName,
+) -> Option<&'r HeaderValue> {
+    match ctx.peer_trusted {
+        true => req.headers.get(name),
+        false => None,
+    }
+}
+
 /// 400 for a long method, 414 or 431 when the request head exceeds the
 /// configured limits, 400/501 for a transfer coding Pylon cannot forward
 /// faithfully (see `transfer_coding.rs`).
@@ -218,12 +230,17 @@ fn request_authority(
     req: &RequestHeader,
 ) -> std::result::Result<Option<HeaderValue>, authority::Refusal> {
     let uri_authority = req.uri.authority().map(|a| a.as_str().as_bytes());
-    let hosts = req.headers.get_all(HOST).iter().map(HeaderValue::as_bytes);
-    let named = authority::of_request(req.version, uri_authority, hosts)?;
+    // One lookup of `Host` serves the check and the value.
+    let hosts = req.headers.get_all(HOST);
+    let named = authority::of_request(
+        req.version,
+        uri_authority,
+        hosts.iter().map(HeaderValue::as_bytes),
+    )?;
     Ok(match (named, req.uri.authority()) {
         (None, _) => None,
         (Some(_), Some(a)) => HeaderValue::from_str(a.as_str()).ok(),
-        (Some(_), None) => req.headers.get(HOST).cloned(),
+        (Some(_), None) => hosts.iter().next().cloned(),
     })
 }
 

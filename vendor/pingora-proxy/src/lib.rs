@@ -1192,22 +1192,24 @@ where
             session.subrequest_spawner = Some(SubrequestSpawner::new(self.clone()));
         }
 
-        let req = session.downstream_session.req_header_mut();
-
-        // Built-in downstream request filters go first
-        if let Err(e) = session
-            .downstream_modules_ctx
-            .request_header_filter(req)
-            .await
-        {
-            return self
-                .handle_error(
-                    session,
-                    &mut ctx,
-                    e,
-                    "Failed in downstream modules request filter:",
-                )
-                .await;
+        // Built-in downstream request filters go first. Without modules the header is not
+        // borrowed mutably: that would drop the body framing the session resolved on read.
+        if !session.downstream_modules_ctx.is_empty() {
+            let req = session.downstream_session.req_header_mut();
+            if let Err(e) = session
+                .downstream_modules_ctx
+                .request_header_filter(req)
+                .await
+            {
+                return self
+                    .handle_error(
+                        session,
+                        &mut ctx,
+                        e,
+                        "Failed in downstream modules request filter:",
+                    )
+                    .await;
+            }
         }
 
         match self.inner.request_filter(&mut session, &mut ctx).await {

@@ -198,6 +198,11 @@ impl HttpModuleCtx {
         )
     }
 
+    /// Whether there are no modules, so that every filter is a no-op.
+    pub fn is_empty(&self) -> bool {
+        self.module_ctx.is_empty()
+    }
+
     /// Run the `request_header_filter` for all the modules according to their orders.
     pub async fn request_header_filter(&mut self, req: &mut RequestHeader) -> Result<()> {
         for filter in self.module_ctx.iter_mut() {

@@ -15,7 +15,7 @@
 //! HTTP/1.x client session
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{header, header::AsHeaderName, HeaderValue, StatusCode, Version};
+use http::{header, header::AsHeaderName, HeaderName, HeaderValue, StatusCode, Version};
 use log::{debug, trace};
 use pingora_error::{Error, ErrorType::*, OrErr, Result, RetryType};
 use pingora_http::{HMap, IntoCaseHeaderName, RequestHeader, ResponseHeader};
@@ -92,6 +92,10 @@ struct RespFraming {
     // `None` also for an invalid value that the peer options tolerate (close-delimited).
     content_length: Option<usize>,
 }
+
+// Not one of `http`'s constants: given as text, the name would be parsed (and lower-cased)
+// at every lookup.
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 /// HTTP 1.x client session
 impl HttpSession {
@@ -536,7 +540,7 @@ impl HttpSession {
     fn resp_keep_alive(&self) -> Option<&HeaderValue> {
         match &self.handed_over {
             Some(h) if self.response_header.is_none() => h.keep_alive.as_ref(),
-            _ => self.get_header("Keep-Alive"),
+            _ => self.get_header(KEEP_ALIVE),
         }
     }
 
@@ -556,7 +560,7 @@ impl HttpSession {
             status: header.status,
             version: header.version,
             connection: headers.get(header::CONNECTION).cloned(),
-            keep_alive: headers.get("Keep-Alive").cloned(),
+            keep_alive: headers.get(KEEP_ALIVE).cloned(),
             transfer_encoding: headers.contains_key(header::TRANSFER_ENCODING),
         });
         Some(header)

@@ -122,11 +122,16 @@ fn parse_connection_header(value: &[u8]) -> ConnectionValue {
     }
 }
 
-pub(crate) fn init_body_writer_comm(body_writer: &mut BodyWriter, headers: &HMap) {
+/// Initializes `body_writer` for a message with `headers`.
+///
+/// Returns whether `headers` carry a `Content-Length` when the framing decision looked it up,
+/// `None` when `Transfer-Encoding` decided without looking, so that a caller which also needs
+/// to know does not hash the name again.
+pub(crate) fn init_body_writer_comm(body_writer: &mut BodyWriter, headers: &HMap) -> Option<bool> {
     if is_chunked_encoding_from_headers(headers) {
         // transfer-encoding takes priority over content-length
         body_writer.init_chunked();
-        return;
+        return None;
     }
     // Resolve Content-Length through the shared, range-checked helper so the
     // value is reconciled (identical duplicates / comma lists) and never
@@ -135,18 +140,23 @@ pub(crate) fn init_body_writer_comm(body_writer: &mut BodyWriter, headers: &HMap
     // bypassed, log the anomaly and fall back to close-delimited rather than
     // risk misframing the body.
     match content_length_for_framing(headers) {
-        Ok(Some(length)) => body_writer.init_content_length(length),
+        Ok(Some(length)) => {
+            body_writer.init_content_length(length);
+            Some(true)
+        }
         Ok(None) => {
             /* TODO: 1. connection: keepalive cannot be used,
             2. mark connection must be closed */
-            body_writer.init_close_delimited()
+            body_writer.init_close_delimited();
+            Some(false)
         }
         Err(e) => {
             // Headers are validated on read, so this is not expected here; log
             // the fallback to a close-delimited body rather than failing
             // silently if validation was somehow bypassed.
             debug!("invalid Content-Length while writing; framing close-delimited: {e}");
-            body_writer.init_close_delimited()
+            body_writer.init_close_delimited();
+            Some(true)
         }
     }
 }

@@ -169,6 +169,13 @@ impl ReadHeadBuf<'_> {
 }
 
 /// The HTTP 1.x server session
+/// What [`HttpSession::validate_request`] resolved of a request's body framing.
+#[derive(Clone, Copy)]
+struct ReqFraming {
+    transfer_encoding: bool,
+    content_length: Option<usize>,
+}
+
 pub struct HttpSession {
     underlying_stream: Stream,
     /// The buf that holds the raw request header + possibly a portion of request body
@@ -182,6 +189,9 @@ pub struct HttpSession {
     preread_body: Option<BytesMut>,
     /// A state machine to track how to read the request body
     body_reader: BodyReader,
+    /// The body framing fields of the request header as read and validated, for the body
+    /// reader; dropped when the header is handed out for mutation.
+    req_framing: Option<ReqFraming>,
     /// A state machine to track how to write the response body
     body_writer: BodyWriter,
     /// Cancel-safe proxy task state.
@@ -285,6 +295,7 @@ impl HttpSession {
             buf: Bytes::new(), // zero size, with be replaced by parsed header later
             raw_header: None,
             preread_body: None,
+            req_framing: None,
             body_reader: BodyReader::new(false),
             body_writer: BodyWriter::new(),
             proxy_task_state: ProxyTaskState::default(),
@@ -538,7 +549,15 @@ impl HttpSession {
                         if has_both_te_and_cl {
                             self.set_keepalive(None);
                         }
-                        self.validate_request()?;
+                        self.req_framing = None;
+                        let content_length = self.validate_request_framing(
+                            contains_transfer_encoding,
+                            contains_content_length,
+                        )?;
+                        self.req_framing = Some(ReqFraming {
+                            transfer_encoding: contains_transfer_encoding,
+                            content_length,
+                        });
 
                         return Ok(Some(s));
                     }
@@ -625,6 +644,51 @@ impl HttpSession {
         Ok(())
     }
 
+    /// [`Self::validate_request()`] for a header whose `Transfer-Encoding` and `Content-Length`
+    /// the caller has just looked up, so that neither is looked up again: the same checks in
+    /// the same order, with the same errors. Returns the `Content-Length` that frames the body
+    /// (`None` with `Transfer-Encoding` or without a length).
+    fn validate_request_framing(
+        &self,
+        transfer_encoding: bool,
+        content_length: bool,
+    ) -> Result<Option<usize>> {
+        let req_header = self.req_header();
+
+        // Reject an ambiguous authority before anything routes on it.
+        validate_request_authority(req_header)?;
+
+        // Validate/reconcile Content-Length per RFC 9110 section 8.6 (hyper
+        // parity): identical duplicates and comma-combined identical values are
+        // accepted and collapsed; differing or unparseable values are rejected.
+        // This is a no-op when Transfer-Encoding is present (TE overrides CL), and without a
+        // Content-Length there is nothing to reconcile.
+        let length = if !transfer_encoding && content_length {
+            super::common::content_length_for_framing(&req_header.headers)?
+        } else {
+            None
+        };
+
+        if transfer_encoding {
+            // Per [RFC 9112 Section 6.1-16](https://datatracker.ietf.org/doc/html/rfc9112#section-6.1-16),
+            // HTTP/1.0 requests with Transfer-Encoding MUST be treated as having faulty framing.
+            // We reject with 400 Bad Request and close the connection.
+            if req_header.version == http::Version::HTTP_10 {
+                return Error::e_explain(
+                    InvalidHTTPHeader,
+                    "HTTP/1.0 requests cannot include Transfer-Encoding header",
+                );
+            }
+            // If chunked is not the final Transfer-Encoding, reject request
+            // See https://datatracker.ietf.org/doc/html/rfc9112#section-6.3-2.4.3
+            if !self.is_chunked_encoding() {
+                return Error::e_explain(InvalidHTTPHeader, "non-chunked final Transfer-Encoding");
+            }
+        }
+
+        Ok(length)
+    }
+
     /// Return a reference of the `RequestHeader` this session read
     /// # Panics
     /// this function and most other functions will panic if called before [`Self::read_request()`]
@@ -638,6 +702,8 @@ impl HttpSession {
     /// # Panics
     /// this function and most other functions will panic if called before [`Self::read_request()`]
     pub fn req_header_mut(&mut self) -> &mut RequestHeader {
+        // The framing resolved on read may no longer be what the header says.
+        self.req_framing = None;
         self.request_header
             .as_mut()
             .expect("Request header is not read yet")
@@ -960,11 +1026,12 @@ impl HttpSession {
             /* update headers */
             header.insert_header(header::DATE, date::get_cached_date())?;
 
-            // TODO: make these lazy static
+            // Static values: a `&str` would be checked and copied into a new allocation for
+            // every response.
             let connection_value = if self.will_keepalive() {
-                "keep-alive"
+                const { HeaderValue::from_static("keep-alive") }
             } else {
-                "close"
+                const { HeaderValue::from_static("close") }
             };
             header.insert_header(header::CONNECTION, connection_value)?;
         }
@@ -974,6 +1041,9 @@ impl HttpSession {
             self.set_keepalive(None);
         }
 
+        // Whether the header carries a `Content-Length`, when the body writer's framing already
+        // looked it up.
+        let mut has_content_length = None;
         // Allow informational header (excluding 101) to pass through without affecting the state
         // of the request
         if header.status == 101 || !header.status.is_informational() {
@@ -1012,7 +1082,7 @@ impl HttpSession {
                     // continue to read body as-is, this is now just a regular request
                 }
             }
-            self.init_body_writer(header);
+            has_content_length = self.init_body_writer(header);
         }
 
         // Defense-in-depth: if response body is close-delimited, mark session
@@ -1032,12 +1102,15 @@ impl HttpSession {
         // 1. 1xx response: client needs to see it before the rest of response
         // 2. No content length: the response could be generated in real time
         let should_flush = header.status.is_informational()
-            || header.headers.get(header::CONTENT_LENGTH).is_none();
+            || !has_content_length
+                .unwrap_or_else(|| header.headers.contains_key(header::CONTENT_LENGTH));
 
         Ok(Some((write_buf.freeze(), should_flush)))
     }
 
-    fn init_body_writer(&mut self, header: &ResponseHeader) {
+    /// Returns whether the header carries a `Content-Length` when that was looked up on the way
+    /// (see [`init_body_writer_comm`]).
+    fn init_body_writer(&mut self, header: &ResponseHeader) -> Option<bool> {
         use http::StatusCode;
         /* the following responses don't have body 204, 304, and HEAD */
         if matches!(
@@ -1046,18 +1119,19 @@ impl HttpSession {
         ) || self.get_method() == Some(&Method::HEAD)
         {
             self.body_writer.init_content_length(0);
-            return;
+            return None;
         }
 
         if header.status.is_informational() && header.status != StatusCode::SWITCHING_PROTOCOLS {
             // 1xx response, not enough to init body
-            return;
+            return None;
         }
 
         if self.is_upgrade(header) == Some(true) {
             self.body_writer.init_close_delimited();
+            None
         } else {
-            init_body_writer_comm(&mut self.body_writer, &header.headers);
+            init_body_writer_comm(&mut self.body_writer, &header.headers)
         }
     }
 
@@ -1256,13 +1330,18 @@ impl HttpSession {
                 // if upgraded _post_ 101 (and body was not init yet)
                 // treat as upgraded body (pass through until closed)
                 self.body_reader.init_close_delimited_owned(preread_body);
-            } else if self.is_chunked_encoding() {
+            } else if self.req_framing.is_none_or(|f| f.transfer_encoding)
+                && self.is_chunked_encoding()
+            {
                 // if chunked encoding, content-length should be ignored
                 self.body_reader.init_chunked_owned(preread_body);
             } else {
                 // At this point, validate_request() should have already been called,
                 // so get_content_length() should not return an error for invalid values
-                let cl = self.get_content_length().unwrap_or(None);
+                let cl = match self.req_framing {
+                    Some(framing) => framing.content_length,
+                    None => self.get_content_length().unwrap_or(None),
+                };
                 match cl {
                     Some(i) => {
                         self.body_reader.init_content_length_owned(i, preread_body);
